@@ -1,0 +1,28 @@
+"""The MLflow ``pyfunc`` face of an mmx model, so any MLflow tool can load and serve it.
+
+The logged artifacts are the :mod:`mmx.model_package` folder; ``predict`` takes one 2-D
+image (float, ADU or electrons) and returns the prior-corrected probability planes
+``(C, H, W)`` for the classes in ``meta.classes``.
+"""
+
+from __future__ import annotations
+
+import mlflow.pyfunc
+import numpy as np
+
+__all__ = ["MmxPyfuncModel"]
+
+
+class MmxPyfuncModel(mlflow.pyfunc.PythonModel):
+    """Wraps a model package for ``mlflow.pyfunc.load_model``."""
+
+    def load_context(self, context) -> None:
+        from mmx.model_package import load_package
+
+        self._package = load_package(context.artifacts["package"])
+
+    def predict(self, context, model_input, params=None) -> np.ndarray:
+        from mmx.inference import Predictor
+
+        image = np.asarray(model_input, dtype=np.float32)
+        return Predictor(self._package).predict(image).probabilities

@@ -1,0 +1,278 @@
+"""The MLflow model registry: register model packages, promote by alias, resolve URIs.
+
+A model reaches users by an alias (``production`` by default) on a version of the
+registered model ``mmx``. Versions carry tags: git commit, data hash, and key metrics.
+``resolve_model`` turns what a user types (a registry URI, a local folder, or nothing)
+into a loaded :class:`~mmx.model_package.ModelPackage`.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmx.errors import ModelError
+from mmx.model_package import ModelPackage, load_package
+from mmx.tracking import (
+    EXPERIMENT_NAME,
+    PRODUCTION_ALIAS,
+    REGISTERED_MODEL,
+    artifact_root,
+    default_tracking_uri,
+)
+
+__all__ = [
+    "KEY_METRIC",
+    "VersionInfo",
+    "register_package",
+    "promote",
+    "list_versions",
+    "resolve_model",
+    "release_package_dir",
+]
+
+log = logging.getLogger(__name__)
+
+#: metric used to compare versions (mean over classes of TPR at FPR = 1e-3)
+KEY_METRIC = "mean.tpr_at_fpr_1e-3"
+_TAGGED_METRICS = ("mean.tpr_at_fpr_1e-3", "mean.auc", "CR.tpr_at_fpr_1e-3", "CR.auc")
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One registered version, as ``mmx models list`` shows it."""
+
+    name: str
+    version: int
+    aliases: tuple[str, ...]
+    run_id: str
+    created: int  # ms since epoch
+    tags: dict
+
+
+def _client(tracking_uri: str | None):
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = tracking_uri or default_tracking_uri()
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    for noisy in ("mlflow.store.db.utils", "alembic.runtime.migration"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri), uri
+
+
+def _ensure_experiment(client, uri: str, name: str) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    return client.create_experiment(name, artifact_location=artifact_root(uri))
+
+
+def register_package(
+    package_dir: str | Path,
+    *,
+    name: str = REGISTERED_MODEL,
+    run_id: str | None = None,
+    tracking_uri: str | None = None,
+    experiment: str = EXPERIMENT_NAME,
+) -> VersionInfo:
+    """Log a model package as an MLflow pyfunc model and register it as a new version.
+
+    Parameters
+    ----------
+    package_dir
+        Folder written by :func:`mmx.model_package.save_package`.
+    name
+        Registered model name.
+    run_id
+        Run to log into (the training run); a new run in ``experiment`` if None or unknown.
+    tracking_uri
+        Store; default :func:`mmx.tracking.default_tracking_uri`.
+
+    Returns
+    -------
+    VersionInfo
+        The new version, tagged with git commit, data hash and key metrics.
+    """
+    import mlflow
+    import numpy as np
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    from mmx import __version__
+    from mmx.pyfunc_model import MmxPyfuncModel
+
+    package = load_package(package_dir)  # validates before anything is logged
+    client, uri = _client(tracking_uri)
+    if run_id is not None:
+        try:
+            client.get_run(run_id)
+        except MlflowException:
+            log.warning("run %s is not in %s; logging into a new run", run_id, uri)
+            run_id = None
+    if run_id is None:
+        exp_id = _ensure_experiment(client, uri, experiment)
+        run_id = client.create_run(exp_id, run_name="imported-model").info.run_id
+        client.set_terminated(run_id)
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1), name="image")]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, -1), name="probabilities")]),
+    )
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=MmxPyfuncModel(),
+            artifacts={"package": str(Path(package_dir).resolve())},
+            signature=signature,
+            pip_requirements=[f"mmx=={__version__}"],
+            registered_model_name=name,
+            await_registration_for=0,
+        )
+    version = int(info.registered_model_version)
+    meta = package.meta
+    tags = {
+        "git_commit": str(meta.provenance.get("git_commit", "unknown")),
+        "data_hash": str(meta.provenance.get("data_hash", "unknown")),
+        "architecture": meta.architecture,
+    }
+    tags.update({k: f"{meta.metrics[k]:.6g}" for k in _TAGGED_METRICS if k in meta.metrics})
+    for key, value in tags.items():
+        client.set_model_version_tag(name, str(version), key, value)
+    return VersionInfo(name, version, (), run_id, 0, tags)
+
+
+def promote(
+    name: str, version: int | str, *, alias: str = PRODUCTION_ALIAS, tracking_uri: str | None = None
+) -> None:
+    """Point ``alias`` at ``version`` of ``name`` (moving it from any other version).
+
+    Raises
+    ------
+    ModelError
+        If the registered model or the version does not exist.
+    """
+    from mlflow.exceptions import MlflowException
+
+    client, uri = _client(tracking_uri)
+    try:
+        client.get_model_version(name, str(version))
+    except MlflowException:
+        known = ", ".join(str(v.version) for v in list_versions(name, tracking_uri=uri)) or "none"
+        raise ModelError(f"model {name!r} has no version {version} in {uri} "
+                         f"(versions: {known})") from None
+    client.set_registered_model_alias(name, alias, str(version))
+
+
+def list_versions(name: str = REGISTERED_MODEL, *, tracking_uri: str | None = None) -> list[VersionInfo]:
+    """All versions of ``name``, newest first (empty if the model is not registered)."""
+    client, _ = _client(tracking_uri)
+    versions = client.search_model_versions(f"name = '{name}'")
+    aliases: dict[str, list[str]] = {}
+    if versions:
+        for alias, ver in client.get_registered_model(name).aliases.items():
+            aliases.setdefault(str(ver), []).append(alias)
+    out = [
+        VersionInfo(v.name, int(v.version), tuple(sorted(aliases.get(str(v.version), []))),
+                    v.run_id or "", int(v.creation_timestamp or 0), dict(v.tags or {}))
+        for v in versions
+    ]
+    return sorted(out, key=lambda v: -v.version)
+
+
+def release_package_dir() -> Path:
+    """Folder of the release model shipped inside the mmx package."""
+    return Path(__file__).resolve().parent / "release"
+
+
+def _parse_models_uri(spec: str) -> tuple[str, str | None, str | None]:
+    body = spec.removeprefix("models:/")
+    if "@" in body:
+        name, alias = body.split("@", 1)
+        return name, None, alias
+    name, _, version = body.partition("/")
+    if not name or not version:
+        raise ModelError(f"model URI {spec!r} must be models:/NAME@ALIAS or models:/NAME/VERSION")
+    return name, version, None
+
+
+def _from_registry(spec: str, tracking_uri: str | None) -> ModelPackage:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client, uri = _client(tracking_uri)
+    name, version, alias = _parse_models_uri(spec)
+    try:
+        mv = (client.get_model_version_by_alias(name, alias) if alias
+              else client.get_model_version(name, version))
+    except MlflowException:
+        versions = list_versions(name, tracking_uri=uri)
+        have = "; ".join(f"v{v.version}" + (f" @{','.join(v.aliases)}" if v.aliases else "")
+                         for v in versions) or "no registered versions"
+        raise ModelError(f"{spec}: not found in {uri} ({have}); run `make run` to train and "
+                         "register one, or pass --model") from None
+    dest = Path(tempfile.mkdtemp(prefix="mmx-model-"))
+    try:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{name}/{mv.version}", dst_path=str(dest), tracking_uri=uri)
+    except (MlflowException, OSError) as exc:
+        raise ModelError(f"{spec}: version {mv.version} is registered but its files cannot "
+                         f"be read ({exc})") from None
+    package = load_package(local, source=spec)
+    package.registry = {"name": name, "version": int(mv.version), "alias": alias or "",
+                        "run_id": mv.run_id or "", "tracking_uri": uri}
+    return package
+
+
+def _has_alias(name: str, alias: str, tracking_uri: str | None) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    uri = tracking_uri or default_tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        return False
+    client, _ = _client(uri)
+    try:
+        client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return False
+    return True
+
+
+def resolve_model(spec: str | None = None, *, tracking_uri: str | None = None) -> ModelPackage:
+    """Load the model a user names.
+
+    Parameters
+    ----------
+    spec
+        ``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, a local model folder, or None for
+        the project's production model (``models:/mmx@production``), falling back to the
+        release model shipped with mmx when the store has none.
+
+    Raises
+    ------
+    ModelError
+        If the named model, version, alias or folder does not exist.
+    """
+    if spec is None:
+        default = f"models:/{REGISTERED_MODEL}@{PRODUCTION_ALIAS}"
+        if _has_alias(REGISTERED_MODEL, PRODUCTION_ALIAS, tracking_uri):
+            return _from_registry(default, tracking_uri)
+        release = release_package_dir()
+        if (release / "mmx_model.json").is_file():
+            package = load_package(release, source="mmx release model")
+            package.registry = {"name": "release", "version": 0, "alias": "", "run_id": ""}
+            return package
+        raise ModelError(f"no production model: {default} is not in "
+                         f"{tracking_uri or default_tracking_uri()} and no release model is "
+                         "installed; run `make run` or pass --model")
+    if spec.startswith("models:/"):
+        return _from_registry(spec, tracking_uri)
+    path = Path(spec)
+    if not path.exists():
+        raise ModelError(f"{spec}: no such model folder, and not a models:/ URI")
+    return load_package(path, source=str(path))

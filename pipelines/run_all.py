@@ -1,0 +1,72 @@
+"""The main job (`make run`): raw survey in place, `dvc repro`, a production model at the end.
+
+On a fresh clone ``data/`` is absent and no DVC remote is reachable, so the default raw
+survey is regenerated with ``mmx surveys simulate`` from ``params.yaml``; the simulator is
+deterministic, so the files match the hash recorded in ``data.dvc``. A user with real
+exposures replaces ``data/`` and runs ``dvc add data`` (see the README).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from pipelines.params import ROOT, path
+
+log = logging.getLogger("mmx.run")
+
+
+def _run(*args: str) -> None:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("DVC_NO_ANALYTICS", "1")
+    log.info("$ %s", " ".join(args))
+    subprocess.run(args, cwd=ROOT, env=env, check=True)
+
+
+def _dvc(*args: str) -> list[str]:
+    return [sys.executable, "-m", "dvc", *args]
+
+
+def _data_matches_dvc_file() -> bool:
+    out = subprocess.run(_dvc("status", "--json", "data.dvc"), cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    return not json.loads(out or "{}")
+
+
+def ensure_raw_data() -> None:
+    """Regenerate the default simulated survey when ``data/`` is missing, and check it."""
+    raw = path("raw")
+    if not raw.exists() or not any(raw.rglob("*.fits*")):
+        log.info("no raw exposures in %s: simulating the default survey (params.yaml `survey`)", raw)
+        _run(sys.executable, "-m", "mmx", "surveys", "simulate", "--out", str(raw), "--overwrite")
+    dvc_file = ROOT / "data.dvc"
+    if not dvc_file.is_file():
+        _run(*_dvc("add", "data"))
+    elif not _data_matches_dvc_file():
+        log.warning("data/ differs from data.dvc: if you replaced the survey on purpose, run "
+                    "`dvc add data` and commit data.dvc; the pipeline uses data/ as it is")
+
+
+def main() -> None:
+    ensure_raw_data()
+    _run(*_dvc("repro"))
+    registered = json.loads((path("results") / "registered.json").read_text())
+    metrics = json.loads((path("results") / "metrics.json").read_text())
+    log.info("model %s v%s (%s), mean TPR at FPR=1e-3: %.3f; try: mmx predict FILE.fits --preview",
+             registered["name"], registered["version"],
+             "@production" if registered["promoted"] else "candidate, not promoted",
+             metrics.get("mean.tpr_at_fpr_1e-3", float("nan")))
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    try:
+        main()
+    except subprocess.CalledProcessError as exc:
+        log.error("step failed (exit %d): %s", exc.returncode, " ".join(map(str, exc.cmd)))
+        sys.exit(exc.returncode or 1)

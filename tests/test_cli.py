@@ -1,0 +1,36 @@
+"""The command line's start-up path and its common behaviour."""
+
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from mmx.cli.app import app
+
+runner = CliRunner()
+
+
+def test_help_does_not_import_heavy_modules():
+    code = ("import sys; from mmx.cli.app import app; "
+            "heavy = {'torch', 'mlflow', 'pytorch_lightning', 'galsim', 'dvc'} & set(sys.modules); "
+            "print(sorted(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_classes_command_lists_the_table():
+    result = runner.invoke(app, ["classes"])
+    assert result.exit_code == 0
+    assert "CR" in result.output and "2048" in result.output and "background" in result.output
+
+
+def test_models_list_on_empty_store():
+    result = runner.invoke(app, ["models", "list"])
+    assert result.exit_code == 0
+    assert "no versions of 'mmx' registered yet" in result.output
+
+
+def test_promote_unknown_version_is_one_clear_error():
+    result = runner.invoke(app, ["models", "promote", "mmx", "7"])
+    assert result.exit_code == 1
+    assert "mmx: error: model 'mmx' has no version 7" in result.output
