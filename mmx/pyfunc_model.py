@@ -7,8 +7,14 @@ image (float, ADU or electrons) and returns the prior-corrected probability plan
 
 from __future__ import annotations
 
-import mlflow.pyfunc
+import warnings
+
 import numpy as np
+
+with warnings.catch_warnings():
+    # MLflow 3.17 warns about its own type hints while importing pyfunc; nothing to act on.
+    warnings.filterwarnings("ignore", message=".*type hint.*", category=UserWarning)
+    import mlflow.pyfunc
 
 __all__ = ["MmxPyfuncModel"]
 
@@ -21,7 +27,7 @@ class MmxPyfuncModel(mlflow.pyfunc.PythonModel):
 
         self._package = load_package(context.artifacts["package"])
 
-    def predict(self, context, model_input, params=None) -> np.ndarray:
+    def predict(self, context, model_input: np.ndarray, params=None) -> np.ndarray:
         from mmx.inference import Predictor
 
         image = np.asarray(model_input, dtype=np.float32)

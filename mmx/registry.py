@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,7 +125,9 @@ def register_package(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1), name="image")]),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, -1), name="probabilities")]),
     )
-    with mlflow.start_run(run_id=run_id):
+    with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+        # the tensor signature describes the input; an example would only cost a forward pass
+        warnings.filterwarnings("ignore", message=".*input example was not provided.*")
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=MmxPyfuncModel(),

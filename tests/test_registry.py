@@ -1,0 +1,67 @@
+"""Register, promote and load models through a real (temporary) MLflow sqlite store."""
+
+import os
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mmx.cli.app import app
+from mmx.errors import ModelError
+from mmx.model_package import ModelMeta, save_package
+from mmx.nets import build_network
+from mmx.registry import list_versions, promote, register_package, resolve_model
+
+
+def _package(tmp_path, name, seed, metric):
+    torch.manual_seed(seed)
+    net = build_network("unet", n_classes=14, widths=[4, 8])
+    meta = ModelMeta(architecture="unet", arch_kwargs={"widths": [4, 8]},
+                     training_priors={"CR": 0.01}, tile=64, margin=8,
+                     metrics={"mean.tpr_at_fpr_1e-3": metric, "CR.auc": 0.99},
+                     provenance={"git_commit": "abc1234", "data_hash": "d00d"})
+    return save_package(net, meta, tmp_path / name), net
+
+
+def _same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_register_promote_load_round_trip(tmp_path):
+    uri = os.environ["MLFLOW_TRACKING_URI"]  # the temporary store from conftest
+    folder1, net1 = _package(tmp_path, "m1", 0, 0.5)
+    folder2, net2 = _package(tmp_path, "m2", 1, 0.7)
+    v1 = register_package(folder1, tracking_uri=uri)
+    v2 = register_package(folder2, tracking_uri=uri)
+    assert (v1.version, v2.version) == (1, 2)
+    assert v2.tags["git_commit"] == "abc1234" and v2.tags["mean.tpr_at_fpr_1e-3"] == "0.7"
+
+    promote("mmx", 1, tracking_uri=uri)
+    loaded = resolve_model("models:/mmx@production", tracking_uri=uri)
+    assert _same_weights(loaded.net, net1) and not _same_weights(loaded.net, net2)
+    assert loaded.registry["version"] == 1 and loaded.meta.training_priors == {"CR": 0.01}
+    assert _same_weights(resolve_model(None, tracking_uri=uri).net, net1)  # default = production
+
+    promote("mmx", 2, tracking_uri=uri)  # the alias moves
+    assert _same_weights(resolve_model("models:/mmx@production", tracking_uri=uri).net, net2)
+    assert _same_weights(resolve_model("models:/mmx/1", tracking_uri=uri).net, net1)
+    assert [(v.version, v.aliases) for v in list_versions("mmx", tracking_uri=uri)] == [
+        (2, ("production",)), (1, ())]
+
+    listing = CliRunner().invoke(app, ["models", "list"])
+    assert listing.exit_code == 0 and "production" in listing.output and "abc1234" in listing.output
+
+
+def test_unknown_alias_and_folder_are_clear_errors(tmp_path):
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    folder, _ = _package(tmp_path, "m", 0, 0.5)
+    register_package(folder, tracking_uri=uri)
+    with pytest.raises(ModelError, match=r"models:/mmx@staging: not found .*v1"):
+        resolve_model("models:/mmx@staging", tracking_uri=uri)
+    with pytest.raises(ModelError, match="no such model folder"):
+        resolve_model(str(tmp_path / "missing"))
+    with pytest.raises(ModelError, match="must be models:/NAME@ALIAS or models:/NAME/VERSION"):
+        resolve_model("models:/mmx", tracking_uri=uri)
+    result = CliRunner().invoke(app, ["models", "import", str(folder), "--alias", "production"])
+    assert result.exit_code == 0 and "registered mmx version 2 @production" in result.output
