@@ -287,53 +287,72 @@ def synthesize_sample(
 
 def split_by_field(records: Sequence[Mapping], *, fractions: Mapping[str, float],
                    rng: np.random.Generator) -> dict[str, list[int]]:
-    """Assign cutouts to train/val/test so that no field is shared between splits.
+    """Assign cutouts to train/val/test, per instrument, sharing as little sky as possible.
+
+    Every instrument contributes to every split. Within an instrument, whole fields
+    (pointings) go to one split when there are at least as many fields as splits; else
+    whole CCDs; else the instrument's cutouts, ordered by field, CCD and position, are cut
+    into contiguous blocks, so test regions are spatially apart from training regions.
 
     Parameters
     ----------
     records : sequence of dict
-        Clean records (``field`` or ``instrument`` + ``exposure``; ``ccd``).
+        Clean records (``instrument``; ``field`` or ``exposure``; ``ccd``; ``y0``, ``x0``).
     fractions : dict
         Target fraction of cutouts per split.
     rng : numpy.random.Generator
-        Shuffles the fields.
+        Shuffles the fields or CCDs.
 
     Returns
     -------
     dict
         Cutout indices per split (sorted).
     """
-    keys = [
-        lambda r: (r.get("instrument"), r.get("field") or r.get("exposure")),
-        lambda r: (r.get("instrument"), r.get("field") or r.get("exposure"), r.get("ccd")),
-        None,
-    ]
     wanted = [s for s in SPLITS if float(fractions[s]) > 0]
-    for level in range(len(keys)):
-        key = keys[level]
+    total = sum(float(fractions[s]) for s in wanted)
+    share = {s: float(fractions[s]) / total for s in wanted}
+    by_instrument: dict[str, list[int]] = {}
+    for i, rec in enumerate(records):
+        by_instrument.setdefault(str(rec.get("instrument")), []).append(i)
+    out: dict[str, list[int]] = {s: [] for s in SPLITS}
+    for instrument in sorted(by_instrument):
+        members = by_instrument[instrument]
+        for split, local in _split_instrument([records[i] for i in members], wanted, share,
+                                              rng, instrument).items():
+            out[split].extend(members[j] for j in local)
+    return {s: sorted(v) for s, v in out.items()}
+
+
+def _field(rec: Mapping) -> object:
+    return rec.get("field") or rec.get("exposure")
+
+
+def _split_instrument(records, wanted, share, rng, instrument) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {s: [] for s in wanted}
+    for key in (lambda r: _field(r), lambda r: (_field(r), r.get("ccd"))):
         groups: dict[object, list[int]] = {}
         for i, rec in enumerate(records):
-            groups.setdefault(key(rec) if key else i, []).append(i)
-        if len(groups) >= len(wanted) or key is None:
-            break
-    if level:
-        log.warning("only %d distinct %s: splitting by %s; test images may share a field "
-                    "with training images", len(groups),
-                    "fields" if level == 1 else "field/CCD pairs",
-                    "CCD" if level == 1 else "cutout")
-    order = sorted(groups, key=repr)
-    order = [order[i] for i in rng.permutation(len(order))]
-    total = sum(float(fractions[s]) for s in wanted)
-    target = {s: float(fractions[s]) / total * len(records) for s in wanted}
-    out: dict[str, list[int]] = {s: [] for s in SPLITS}
-    # the smallest splits first get one field each, then fields go where most is missing
-    for n, g in enumerate(order):
-        if n < len(wanted):
-            split = sorted(wanted, key=lambda s: target[s])[n]
-        else:
-            split = max(wanted, key=lambda s: target[s] - len(out[s]))
-        out[split].extend(groups[g])
-    return {s: sorted(v) for s, v in out.items()}
+            groups.setdefault(key(rec), []).append(i)
+        if len(groups) >= len(wanted):
+            order = sorted(groups, key=repr)
+            order = [order[i] for i in rng.permutation(len(order))]
+            target = {s: share[s] * len(records) for s in wanted}
+            # the smallest splits first get one group each, then groups go where most is missing
+            for n, g in enumerate(order):
+                split = (sorted(wanted, key=lambda s: target[s])[n] if n < len(wanted)
+                         else max(wanted, key=lambda s: target[s] - len(out[s])))
+                out[split].extend(groups[g])
+            return out
+    log.warning("%s: fewer fields and CCDs than splits; splitting its cutouts into contiguous "
+                "blocks (test regions share a CCD, not pixels, with training)", instrument)
+    order = sorted(range(len(records)), key=lambda i: (repr(_field(records[i])),
+                   repr(records[i].get("ccd")), records[i].get("y0", 0), records[i].get("x0", 0)))
+    cuts = np.round(np.cumsum([share[s] for s in wanted]) * len(order)).astype(int)
+    start = 0
+    for split, stop in zip(wanted, cuts, strict=True):
+        out[split] = order[start:stop]
+        start = stop
+    return out
 
 
 _COLOURS = {  # truth colours of the preview; white = no class (object cores)

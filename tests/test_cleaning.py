@@ -399,6 +399,14 @@ def test_run_clean_end_to_end(tmp_path):
     assert shards.class_fraction["BG"] > 0.5
     assert not (tmp_path / "derived" / "clean.part").exists()
 
+    # parallel workers give the same set, in the same order
+    parallel = tmp_path / "derived" / "clean-parallel"
+    run_clean(raw, parallel, config=CleanConfig(**{**cfg.__dict__, "workers": 2}))
+    for a, b in zip(ShardSet(out), ShardSet(parallel), strict=True):
+        np.testing.assert_array_equal(a.image, b.image)
+        np.testing.assert_array_equal(a.labels, b.labels)
+        assert a.record == b.record
+
 
 def test_run_clean_errors(tmp_path):
     with pytest.raises(InputError, match="no such folder"):

@@ -158,3 +158,18 @@ def test_params_yaml_section_is_valid():
     params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
     config = SynthesisConfig.from_mapping(params["synthesize"])
     assert set(config.contaminants) == set(INJECTORS)
+
+
+def test_split_is_stratified_by_instrument_with_contiguous_blocks():
+    # the default survey's shape: one exposure and two CCDs per instrument
+    records = [{"instrument": inst, "exposure": f"{inst}0", "ccd": ccd, "y0": 400 * k, "x0": 0}
+               for inst in ("DECam", "HSC", "MegaCam") for ccd in (1, 2) for k in range(10)]
+    parts = split_by_field(records, fractions={"train": 0.6, "val": 0.2, "test": 0.2},
+                           rng=np.random.default_rng(0))
+    assert sorted(sum(parts.values(), [])) == list(range(len(records)))
+    for split in SPLITS:
+        assert {records[i]["instrument"] for i in parts[split]} == {"DECam", "HSC", "MegaCam"}
+    for inst in ("DECam", "HSC", "MegaCam"):  # 20 cutouts each: 12 / 4 / 4, in order
+        idx = {s: [i for i in parts[s] if records[i]["instrument"] == inst] for s in SPLITS}
+        assert [len(idx[s]) for s in ("train", "val", "test")] == [12, 4, 4]
+        assert max(idx["train"]) < min(idx["val"]) and max(idx["val"]) < min(idx["test"])

@@ -75,6 +75,8 @@ class CleanConfig:
         sky noise sigma]; cores are neither BG nor BBG.
     shard_size : int
         Cutouts per shard file.
+    workers : int
+        Exposures cleaned in parallel processes; the result does not depend on it.
     """
 
     size: int = 400
@@ -104,10 +106,11 @@ class CleanConfig:
     bbg_min_area: int = 30
     core_nsigma: float = 10.0
     shard_size: int = 64
+    workers: int = 1
 
     def __post_init__(self) -> None:
         positive = ("size", "stride", "overscan_smooth", "line_block", "line_window",
-                    "cr_niter", "repair_radius", "mesh", "shard_size", "fwhm_default",
+                    "cr_niter", "repair_radius", "mesh", "shard_size", "workers", "fwhm_default",
                     "bbg_smooth", "hp_nsigma", "dp_nsigma", "cr_sigclip", "cr_objlim",
                     "line_nsigma", "bbg_nsigma", "core_nsigma")
         for name in positive:

@@ -11,11 +11,14 @@ ignore plane. :func:`run_clean` writes the shard set and the report.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import multiprocessing
 import shutil
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -333,6 +336,25 @@ def find_exposures(raw: str | Path) -> list[tuple[str, Path]]:
     return found
 
 
+def _clean_one(job: tuple[str, Path, CleanConfig]) -> tuple[str, Path, list, float]:
+    """Clean one exposure (in a worker process): CCD metadata and cutouts, and seconds."""
+    inst, path, cfg = job
+    t0 = time.perf_counter()
+    ccds = [(ccd.meta, results) for ccd, results in clean_exposure(path, config=cfg,
+                                                                     instrument=inst)]
+    return inst, path, ccds, time.perf_counter() - t0
+
+
+@contextlib.contextmanager
+def _pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
+    if workers <= 1:
+        yield None
+        return
+    # spawn, not fork: a forked child deadlocks in astroscrappy's OpenMP after the parent used it
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool
+
+
 def _empty_stats() -> dict:
     return {"exposures": 0, "ccds": 0, "ccds_too_small": 0, "cutouts_kept": 0,
             "cutouts_rejected": dict.fromkeys(REJECT_REASONS, 0),
@@ -377,31 +399,33 @@ def run_clean(
     start = time.perf_counter()
     writer = ShardWriter(out, shard_size=cfg.shard_size)
     try:
-        for inst, path in tqdm(exposures, desc="clean", unit="exposure"):
-            t0 = time.perf_counter()
-            st = stats.setdefault(inst, _empty_stats())
-            st["exposures"] += 1
-            kept = rejected = 0
-            for ccd, results in clean_exposure(path, config=cfg, instrument=inst):
-                st["ccds"] += 1
-                st["ccds_too_small"] += not results
-                src = ccd.meta["fwhm_source"]
-                st["fwhm_source"][src] = st["fwhm_source"].get(src, 0) + 1
-                for result in results:
-                    if result.sample is None:
-                        st["cutouts_rejected"][result.reason] += 1
-                        rejected += 1
-                        continue
-                    writer.add(result.sample)
-                    kept += 1
-                    st["cutouts_kept"] += 1
-                    st["pixels_kept"] += result.sample.image.size
-                    st["saturated_pixels"] += int(np.count_nonzero(result.sample.labels & _SAT))
-                    for cause, n in result.ignored.items():
-                        st["ignored_pixels"][cause] += n
-            st["seconds"] += time.perf_counter() - t0
-            log.info("%s: %d cutouts kept, %d rejected (%.1f s)", path, kept, rejected,
-                     time.perf_counter() - t0)
+        jobs = [(inst, path, cfg) for inst, path in exposures]
+        with _pool(min(cfg.workers, len(jobs))) as pool:
+            done = pool.map(_clean_one, jobs) if pool else map(_clean_one, jobs)
+            for inst, path, ccds, seconds in tqdm(done, total=len(jobs), desc="clean",
+                                                  unit="exposure"):
+                st = stats.setdefault(inst, _empty_stats())
+                st["exposures"] += 1
+                kept = rejected = 0
+                for meta, results in ccds:
+                    st["ccds"] += 1
+                    st["ccds_too_small"] += not results
+                    src = meta["fwhm_source"]
+                    st["fwhm_source"][src] = st["fwhm_source"].get(src, 0) + 1
+                    for result in results:
+                        if result.sample is None:
+                            st["cutouts_rejected"][result.reason] += 1
+                            rejected += 1
+                            continue
+                        writer.add(result.sample)
+                        kept += 1
+                        st["cutouts_kept"] += 1
+                        st["pixels_kept"] += result.sample.image.size
+                        st["saturated_pixels"] += int(np.count_nonzero(result.sample.labels & _SAT))
+                        for cause, n in result.ignored.items():
+                            st["ignored_pixels"][cause] += n
+                st["seconds"] += seconds
+                log.info("%s: %d cutouts kept, %d rejected (%.1f s)", path, kept, rejected, seconds)
         if not any(st["cutouts_kept"] for st in stats.values()):
             raise InputError(f"{raw}: no cutout survived cleaning ({json.dumps(stats)}); "
                              "check clean.size and the rejection limits")
