@@ -1,0 +1,219 @@
+"""Speed and memory of ``mmx predict`` on one large frame, side by side with MaxiMask.
+
+Each tool runs as a separate process (as users run it), launched through a small wrapper
+process that reports the tool's wall time, CPU seconds (user + system) and peak resident
+memory from ``resource.getrusage(RUSAGE_CHILDREN)``. The frame is a seeded synthetic
+float32 image (sky, noise, stars, cosmic rays, a trail, a hot column; NAXIS1 x NAXIS2 =
+2048 x 4096 by default); speed does not depend on the model's weights, so without
+``--model`` a random-weight model of the default compact architecture is built.
+
+MaxiMask (``pip install maximask`` in a separate venv; it pulls TensorFlow) runs on a copy
+of the same frame when ``--maximask-venv`` points to that venv, in its single bit-mask
+mode, as mmx does by default; it is skipped with a note when the venv is absent.
+
+``--ablation`` additionally times the :class:`mmx.inference.Predictor` in this process
+with each CPU optimisation switched off in turn, to show what each step buys.
+
+Run ``python benchmarks/predict_speed.py --help``; see ``benchmarks/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["make_frame", "make_model", "measure", "main"]
+
+log = logging.getLogger("benchmarks.predict_speed")
+
+
+def make_frame(path: Path, *, shape: tuple[int, int] = (4096, 2048), seed: int = 7) -> Path:
+    """Write a synthetic float32 frame of ``shape`` (rows, columns) to ``path``."""
+    from astropy.io import fits
+
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    image = rng.normal(1000.0, 12.0, size=shape).astype(np.float32)
+    yy, xx = np.mgrid[-8:9, -8:9]
+    psf = np.exp(-(xx**2 + yy**2) / (2 * 1.8**2)).astype(np.float32)
+    for _ in range(400):  # stars
+        y, x = rng.integers(10, h - 10), rng.integers(10, w - 10)
+        image[y - 8:y + 9, x - 8:x + 9] += psf * rng.uniform(50, 20000)
+    for _ in range(300):  # cosmic rays: short random walks
+        y, x = rng.integers(0, h), rng.integers(0, w)
+        for _ in range(rng.integers(1, 8)):
+            image[y % h, x % w] += rng.uniform(300, 3000)
+            y, x = y + rng.integers(-1, 2), x + rng.integers(-1, 2)
+    image[:, w // 3] += 400.0  # hot column
+    t = np.arange(w)
+    image[(h // 5 + t // 3) % h, t] += 150.0  # faint trail
+    header = fits.Header({"OBJECT": "predict_speed synthetic frame"})
+    fits.PrimaryHDU(image, header).writeto(path, overwrite=True)
+    return path
+
+
+def make_model(folder: Path, *, tile: int = 512) -> Path:
+    """Save a random-weight model of the default compact architecture (``unet``)."""
+    import torch
+
+    from mmx.classes import CLASSES
+    from mmx.model_package import ModelMeta, save_package
+    from mmx.nets import build_network, receptive_field_margin
+
+    torch.manual_seed(0)
+    net = build_network("unet", n_classes=len(CLASSES)).eval()
+    meta = ModelMeta(architecture="unet", arch_kwargs={},
+                     training_priors={c.abbr: c.maximask_prior for c in CLASSES},
+                     tile=tile, margin=receptive_field_margin(net),
+                     provenance={"note": "random weights, for speed measurements only"})
+    return save_package(net, meta, folder)
+
+
+def _wrapper(cmd: list[str]) -> int:
+    """Run ``cmd`` as our only child and print its usage as one JSON line on stdout."""
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - start
+    use = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(json.dumps({"rc": proc.returncode, "wall": wall, "cpu": use.ru_utime + use.ru_stime,
+                      "maxrss_mb": use.ru_maxrss / 1024.0, "stderr": proc.stderr[-2000:]}))
+    return 0
+
+
+def measure(cmd: list[str], *, env: dict | None = None) -> dict:
+    """Wall, CPU seconds and peak RSS of ``cmd``, run in a fresh wrapper process."""
+    out = subprocess.run([sys.executable, __file__, "--_wrap", "--", *cmd], env=env,
+                         capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    if result["rc"] != 0:
+        raise RuntimeError(f"{cmd[0]} failed (exit {result['rc']}): {result['stderr']}")
+    return result
+
+
+def _ablation(frame: Path, model: Path, *, threads: int | None, batch_size: int) -> None:
+    import torch
+
+    from mmx.fitsio import read_images
+    from mmx.inference import Predictor, bf16_supported
+    from mmx.model_package import load_package
+    from mmx.normalize import normalize_image
+
+    image = read_images(frame)[0].data
+    package = load_package(model)
+    t = time.perf_counter()
+    normalize_image(image, **package.meta.normalization)
+    print(f"\nnormalisation alone: {time.perf_counter() - t:.2f} s")
+    variants = [
+        ("float32, NCHW, BatchNorm kept", dict(precision="float32", channels_last=False,
+                                               fold_bn=False)),
+        ("+ channels-last", dict(precision="float32", channels_last=True, fold_bn=False)),
+        ("+ BatchNorm folded", dict(precision="float32", channels_last=True, fold_bn=True)),
+    ]
+    best = "bfloat16" if bf16_supported() else "float32"
+    if best == "bfloat16":
+        variants.append(("+ bfloat16", dict(precision="bfloat16", channels_last=True,
+                                            fold_bn=True)))
+    variants.append(("same, 1 thread", dict(precision=best, channels_last=True,
+                                            fold_bn=True, threads=1)))
+    print(f"\nPredictor ablation (in process, {torch.get_num_threads()} threads, batch "
+          f"{batch_size}, bit mask of all classes):")
+    print(f"{'variant':34s} {'wall s':>7s} {'CPU s':>7s} {'Mpix/CPU-s':>10s}")
+    mpix = image.size / 1e6
+    for name, kw in variants:
+        kw.setdefault("threads", threads)
+        pred = Predictor(package, batch_size=batch_size, **kw)
+        pred.predict(image[:512, :512], mode="bitmask")  # warm-up (oneDNN primitive cache)
+        c, t = time.process_time(), time.perf_counter()
+        pred.predict(image, mode="bitmask")
+        wall, cpu = time.perf_counter() - t, time.process_time() - c
+        print(f"{name:34s} {wall:7.2f} {cpu:7.2f} {mpix / cpu:10.3f}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line of the benchmark."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, help="model folder (default: random-weight unet)")
+    parser.add_argument("--maximask-venv", type=Path, default=Path("/tmp/maximask-venv"),
+                        help="venv where `pip install maximask` was run (skipped if absent)")
+    parser.add_argument("--size", default="2048x4096",
+                        help="frame size NAXIS1xNAXIS2 (columns x rows), default 2048x4096")
+    parser.add_argument("--mode", default="bitmask", help="mmx output mode")
+    parser.add_argument("--threads", type=int, default=None, help="mmx --threads")
+    parser.add_argument("--batch-size", type=int, default=2, help="mmx --batch-size")
+    parser.add_argument("--precision", default="auto", help="mmx --precision")
+    parser.add_argument("--tile", type=int, default=512, help="tile of the random model")
+    parser.add_argument("--maximask-batch-size", type=int, default=8,
+                        help="MaxiMask --batch_size (its default: 8)")
+    parser.add_argument("--repeat", type=int, default=1, help="mmx runs (best is reported)")
+    parser.add_argument("--ablation", action="store_true",
+                        help="also time each CPU optimisation of the Predictor in process")
+    parser.add_argument("--workdir", type=Path, help="keep frame and outputs here")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `mmx predict` does
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    cols, rows = (int(v) for v in args.size.lower().split("x"))
+    tmp = tempfile.TemporaryDirectory(prefix="mmx-bench-") if args.workdir is None else None
+    work = Path(tmp.name) if tmp else args.workdir
+    work.mkdir(parents=True, exist_ok=True)
+    frame = make_frame(work / "frame.fits", shape=(rows, cols))
+    model = args.model or make_model(work / "model", tile=args.tile)
+    mpix = rows * cols / 1e6
+    load = os.getloadavg()[0]
+    print(f"frame {cols}x{rows} float32 ({mpix:.1f} Mpix), {os.cpu_count()} CPUs, "
+          f"load average before: {load:.2f}")
+
+    cmd = [sys.executable, "-m", "mmx", "predict", str(frame), "--model", str(model),
+           "--out-dir", str(work / "mmx-out"), "--overwrite", "--mode", args.mode,
+           "--batch-size", str(args.batch_size), "--precision", args.precision]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    runs = [measure(cmd) for _ in range(max(1, args.repeat))]
+    rows_out = [("mmx predict", min(runs, key=lambda r: r["cpu"]))]
+
+    maximask = args.maximask_venv / "bin" / "maximask"
+    if maximask.is_file():
+        mm_dir = work / "maximask"
+        mm_dir.mkdir(exist_ok=True)
+        mm_frame = mm_dir / "frame.fits"
+        mm_frame.write_bytes(frame.read_bytes())
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+        rows_out.append(("MaxiMask 1.4.1", measure(
+            [str(maximask), str(mm_frame), "--single_mask", "True",
+             "--batch_size", str(args.maximask_batch_size)], env=env)))
+    else:
+        print(f"MaxiMask skipped: no {maximask} (python3 -m venv {args.maximask_venv} && "
+              f"{args.maximask_venv}/bin/pip install maximask)")
+
+    print(f"\n{'tool':16s} {'wall s':>8s} {'CPU s':>8s} {'peak RSS MB':>12s} "
+          f"{'Mpix/CPU-s':>11s} {'Mpix/wall-s':>12s}")
+    for name, r in rows_out:
+        print(f"{name:16s} {r['wall']:8.2f} {r['cpu']:8.2f} {r['maxrss_mb']:12.0f} "
+              f"{mpix / r['cpu']:11.3f} {mpix / r['wall']:12.3f}")
+    if len(rows_out) == 2:
+        a, b = rows_out[0][1], rows_out[1][1]
+        print(f"\nthroughput ratio mmx / MaxiMask: {b['cpu'] / a['cpu']:.1f}x per CPU-second, "
+              f"{b['wall'] / a['wall']:.1f}x per wall-second; peak memory "
+              f"{a['maxrss_mb']:.0f} MB vs {b['maxrss_mb']:.0f} MB")
+    print(f"load average after: {os.getloadavg()[0]:.2f} (other processes slow both tools)")
+    if args.ablation:
+        _ablation(frame, model, threads=args.threads, batch_size=args.batch_size)
+    if tmp:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--_wrap":
+        sys.exit(_wrapper(sys.argv[3:]))
+    sys.exit(main())

@@ -1,0 +1,277 @@
+"""Running a model over whole images: normalise, tile, batch, correct priors, stream out.
+
+:class:`Predictor` wraps a :class:`mmx.model_package.ModelPackage` once (folding BatchNorm
+into the convolutions, channels-last weights, thread count, optional bfloat16) and then
+masks any number of images. For each image it
+
+1. notes the pixels with no valid value (NaN/Inf/BLANK) and normalises the image with the
+   model's own settings (:func:`mmx.normalize.normalize_image`, which sets them to sky);
+2. plans seamless tiles (:func:`mmx.tiling.plan_tiles`: each pixel computed once, at least
+   ``margin`` from any inner tile edge; zero = sky padding at the image border);
+3. runs the tiles in batches under :func:`torch.inference_mode`, keeps only the requested
+   class planes, adds the prior-correction shift to their logits
+   (:mod:`mmx.priors`) and hands each tile's core to a :class:`mmx.masks.MaskWriter`,
+   which converts it at once into the output type: no full-size plane of an unrequested
+   class, and for the bit mask no float plane at all, is ever held.
+
+CPU speed (2 cores, AVX-512; see ``benchmarks/README.md`` for the figures): channels-last
+memory layout lets oneDNN use its blocked convolution kernels; folding BatchNorm removes
+one pass over every activation; ``precision="bfloat16"`` runs the convolutions in
+bfloat16 where the CPU has native bf16 instructions.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from mmx.classes import ContaminantClass, by_abbr
+from mmx.errors import ConfigError, ModelError
+from mmx.masks import MaskWriter, OutputMode, make_writer
+from mmx.normalize import normalize_image
+from mmx.priors import resolve_priors
+from mmx.tiling import TilePlan, iter_batches, pad_image, plan_tiles
+
+__all__ = ["PRECISIONS", "Predictor", "fold_batchnorm", "bf16_supported"]
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def bf16_supported() -> bool:
+    """True when the CPU runs bfloat16 convolutions natively (AVX-512 BF16 or AMX)."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def fold_batchnorm(net):
+    """Return a copy of ``net`` (eval mode) with each BatchNorm folded into its convolution.
+
+    Every ``Conv2d`` directly followed by a ``BatchNorm2d`` inside an ``nn.Sequential``
+    becomes one ``Conv2d`` with bias, and the BatchNorm an ``Identity``: the same function
+    in eval mode (to float rounding), one pass less over each activation.
+    """
+    import torch
+    from torch import nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    net = copy.deepcopy(net).eval()
+    for module in net.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        for i in range(len(module) - 1):
+            conv, bn = module[i], module[i + 1]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                with torch.no_grad():
+                    module[i] = fuse_conv_bn_eval(conv, bn)
+                module[i + 1] = nn.Identity()
+    return net
+
+
+@dataclass
+class _Settings:
+    tile: int
+    margin: int
+    align: int
+    batch_size: int
+    precision: str
+    channels_last: bool
+    threads: int | None
+
+
+class Predictor:
+    """Masks images with one model.
+
+    Parameters
+    ----------
+    package : ModelPackage
+        The model: ``net`` (eval mode) and ``meta``.
+    classes : sequence of str, optional
+        Abbreviations of the classes to output (default: every class of the model), in the
+        model's plane order.
+    priors : mapping, optional
+        Expected proportions ``P(c)`` overriding the class table's defaults.
+    apply_priors : bool
+        Apply the prior correction (default). False outputs the network's own posteriors.
+    batch_size : int
+        Tiles per forward pass.
+    threads : int, optional
+        Intra-op threads for torch (``torch.set_num_threads``, process-wide); default
+        torch's own choice (the physical cores).
+    tile, margin : int, optional
+        Largest tile side and margin, pixels (default: the model's ``meta.tile`` and
+        ``meta.margin``). The margin must cover the network's receptive field
+        (:func:`mmx.nets.receptive_field_margin`).
+    precision : {"auto", "float32", "bfloat16"}
+        Arithmetic of the convolutions. ``"auto"`` picks bfloat16 when the CPU supports it
+        natively, else float32. Logits differ from float32 by about 1e-3.
+    channels_last : bool
+        Use the channels-last memory layout (faster with oneDNN on x86).
+    fold_bn : bool
+        Fold BatchNorm layers into the preceding convolutions (:func:`fold_batchnorm`).
+
+    Raises
+    ------
+    ConfigError
+        On a class the model does not output, a bad prior, batch size or precision.
+    """
+
+    def __init__(
+        self,
+        package,
+        *,
+        classes: Sequence[str] | None = None,
+        priors: Mapping[str, float] | None = None,
+        apply_priors: bool = True,
+        batch_size: int = 2,
+        threads: int | None = None,
+        tile: int | None = None,
+        margin: int | None = None,
+        precision: str = "auto",
+        channels_last: bool = True,
+        fold_bn: bool = True,
+    ) -> None:
+        import torch
+
+        self.package = package
+        meta = package.meta
+        model_classes = list(meta.classes)
+        if classes is None:
+            wanted = model_classes
+        else:
+            wanted = [by_abbr(a).abbr for a in classes]
+            missing = [a for a in wanted if a not in model_classes]
+            if missing:
+                raise ConfigError(f"class(es) {', '.join(missing)} not output by model "
+                                  f"{package.source or meta.architecture}; it outputs "
+                                  f"{', '.join(model_classes)}")
+            wanted = [a for a in model_classes if a in set(wanted)]
+        if not wanted:
+            raise ConfigError("no output class selected; expected at least one class")
+        self.classes: tuple[ContaminantClass, ...] = tuple(by_abbr(a) for a in wanted)
+        self._plane_index = [model_classes.index(a) for a in wanted]
+        self._all_planes = self._plane_index == list(range(len(model_classes)))
+        self.training_priors, self.priors, shift = resolve_priors(
+            wanted, meta.training_priors, priors=priors, apply=apply_priors)
+        self.apply_priors = bool(apply_priors)
+        if batch_size < 1:
+            raise ConfigError(f"batch size must be >= 1, got {batch_size}")
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, "
+                              f"got {precision!r}")
+        if threads is not None:
+            if threads < 1:
+                raise ConfigError(f"threads must be >= 1, got {threads}")
+            torch.set_num_threads(int(threads))
+        if precision == "auto":
+            precision = "bfloat16" if bf16_supported() else "float32"
+        net = package.net
+        if net is None or not callable(net):
+            raise ModelError(f"model {package.source!r} has no network to run")
+        align = int(getattr(net, "stride", 1) or 1)
+        tile = int(tile if tile is not None else meta.tile)
+        margin = int(margin if margin is not None else meta.margin)
+        if tile < 1 or margin < 0:
+            raise ConfigError(f"tile must be >= 1 and margin >= 0, got tile={tile}, "
+                              f"margin={margin}")
+        self.settings = _Settings(tile=tile, margin=margin, align=align,
+                                  batch_size=int(batch_size), precision=precision,
+                                  channels_last=bool(channels_last), threads=threads)
+        self._shift = torch.as_tensor(shift, dtype=torch.float32).reshape(-1, 1, 1)
+        self._index = torch.as_tensor(self._plane_index, dtype=torch.long)
+        net = fold_batchnorm(net) if fold_bn else copy.deepcopy(net)
+        if channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        self.net = net
+
+    def plan(self, shape: tuple[int, int]) -> TilePlan:
+        """The tile plan used for an image of ``shape``."""
+        s = self.settings
+        return plan_tiles(shape, tile=s.tile, margin=s.margin, align=s.align)
+
+    def predict(
+        self,
+        image: np.ndarray,
+        *,
+        mode: OutputMode | str = OutputMode.BITMASK,
+        thresholds: Mapping[str, float] | None = None,
+        progress=None,
+    ) -> MaskWriter:
+        """Mask one image.
+
+        Parameters
+        ----------
+        image : numpy.ndarray
+            2-D image in any units (NaN/Inf = no data).
+        mode : OutputMode or str
+            Output mode (:mod:`mmx.masks`).
+        thresholds : mapping, optional
+            Probability thresholds overriding the class table's, for binary outputs.
+        progress : object, optional
+            Something with ``update(n)`` (a tqdm bar), told of every finished tile.
+
+        Returns
+        -------
+        MaskWriter
+            Holds the output in ``.array``.
+        """
+        import torch
+
+        image = np.asarray(image)
+        if image.ndim != 2 or image.size == 0:
+            raise ConfigError(f"expected a non-empty 2-D image, got shape {image.shape}")
+        writer = make_writer(mode, image.shape, self.classes, thresholds=thresholds)
+        bad = ~np.isfinite(image)
+        norm = normalize_image(image, **self.package.meta.normalization)
+        plan = self.plan(image.shape)
+        padded = torch.from_numpy(pad_image(norm, plan, mode="zero"))
+        del norm
+        s = self.settings
+        th, tw = plan.tile_shape
+        fmt = torch.channels_last if s.channels_last else torch.contiguous_format
+        bf16 = s.precision == "bfloat16"
+        with torch.inference_mode():
+            for batch in iter_batches(plan, s.batch_size):
+                x = torch.stack([padded[t.y:t.y + th, t.x:t.x + tw] for t in batch])
+                x = x.unsqueeze(1).contiguous(memory_format=fmt)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    logits = self.net(x)
+                if not self._all_planes:
+                    logits = logits.index_select(1, self._index)
+                logits = logits.float()
+                if self.apply_priors:
+                    logits = logits + self._shift
+                for k, t in enumerate(batch):
+                    writer.write(logits[k][:, t.inner[0], t.inner[1]], t.out[0], t.out[1])
+                if progress is not None:
+                    progress.update(len(batch))
+        writer.flag_nodata(bad)
+        return writer
+
+    def provenance(self) -> dict:
+        """What produced a mask: model identity, priors, settings (for FITS headers)."""
+        pkg = self.package
+        reg = dict(pkg.registry or {})
+        return {
+            "model_name": str(reg.get("name", "")),
+            "model_version": str(reg.get("version", "")),
+            "model_alias": str(reg.get("alias", "")),
+            "run_id": str(reg.get("run_id", "")),
+            "source": str(pkg.source or ""),
+            "architecture": pkg.meta.architecture,
+            "apply_priors": self.apply_priors,
+            "training_priors": dict(self.training_priors),
+            "priors": dict(self.priors),
+            "tile": self.settings.tile,
+            "margin": self.settings.margin,
+            "precision": self.settings.precision,
+        }
