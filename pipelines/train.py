@@ -1,0 +1,229 @@
+"""Stage ``train``: fit the network on the training split, tracked in MLflow, saved as a package.
+
+Reads ``params.yaml``'s ``train`` section (see its comments), writes the model package
+``paths.model``, ``<paths.results>/train_run.json`` (MLflow run id) and Lightning
+checkpoints in ``train.checkpoint_dir`` (``last.ckpt`` is resumed when ``train.resume``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+
+from mmx.errors import ConfigError
+from pipelines.params import ROOT, load_params, path
+
+__all__ = ["train", "main", "quiet_lightning"]
+
+log = logging.getLogger("mmx.train")
+
+_RUN_FILE = "run.json"  # in the checkpoint folder: the MLflow run a resumed fit continues
+
+
+def quiet_lightning() -> None:
+    """Silence Lightning's adverts ("Tip: ...") and the ``LeafSpec`` deprecation warning."""
+
+    class _NoTips(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            msg = record.getMessage()
+            return "Tip:" not in msg and "litlogger" not in msg.lower() and \
+                "litmodels" not in msg.lower()
+
+    for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric",
+                 "pytorch_lightning.utilities.rank_zero", "pytorch_lightning.callbacks",
+                 "pytorch_lightning.callbacks.model_checkpoint", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _NoTips) for f in logger.filters):
+            logger.addFilter(_NoTips())
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+
+
+def _flatten(prefix: str, value: object, out: dict[str, object]) -> dict[str, object]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        out[prefix] = value
+    return out
+
+
+def _max_time(minutes: float | None) -> _dt.timedelta | None:
+    return None if minutes in (None, 0) else _dt.timedelta(minutes=float(minutes))
+
+
+def train(
+    cfg: dict,
+    *,
+    train_dir: str | Path,
+    val_dir: str | Path,
+    model_dir: str | Path,
+    results_dir: str | Path,
+    tracking_uri: str | None = None,
+    all_params: dict | None = None,
+    root: str | Path | None = None,
+) -> dict:
+    """Train a model as ``cfg`` (the ``train`` section) says; save it as a package.
+
+    Parameters
+    ----------
+    cfg : dict
+        The ``train`` section of ``params.yaml``.
+    train_dir, val_dir : str or Path
+        Shard sets of the training and validation splits.
+    model_dir : str or Path
+        Folder of the model package written at the end.
+    results_dir : str or Path
+        Folder receiving ``train_run.json``.
+    tracking_uri : str, optional
+        MLflow store; default :func:`mmx.tracking.default_tracking_uri`.
+    all_params : dict, optional
+        Parameters logged to MLflow and stored in the package (default ``{"train": cfg}``).
+    root : str or Path, optional
+        Folder the relative ``checkpoint_dir`` lives in, and where provenance is read
+        (git commit, ``data.dvc``); default the project root.
+
+    Returns
+    -------
+    dict
+        ``run_id``, ``experiment_id``, ``model`` (package folder), ``best_checkpoint``,
+        ``margin`` and ``global_step``.
+    """
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import ModelCheckpoint
+    from pytorch_lightning.loggers import MLFlowLogger
+    from pytorch_lightning.utilities import rank_zero_only
+
+    from mmx import tracking
+    from mmx.classes import ABBREVIATIONS
+    from mmx.datamodule import ShardDataModule
+    from mmx.lit_module import MaskModule
+    from mmx.loss import class_weights
+    from mmx.model_package import ModelMeta, save_package
+    from mmx.nets import receptive_field_margin
+    from mmx.shards import ShardSet
+
+    quiet_lightning()
+    root = Path(root) if root is not None else ROOT
+    all_params = all_params if all_params is not None else {"train": cfg}
+    if int(cfg.get("num_threads", 0)) > 0:
+        torch.set_num_threads(int(cfg["num_threads"]))
+    seed = int(cfg["seed"])
+    pl.seed_everything(seed, workers=True, verbose=False)  # complement: init and dropout
+    torch.manual_seed(seed)
+
+    priors = ShardSet(train_dir).class_fraction
+    weights = class_weights(priors, max_ratio=cfg.get("max_weight_ratio"))
+    arch_kwargs = dict(cfg.get("arch_kwargs") or {})
+    module = MaskModule(
+        class_weights=weights.tolist(), architecture=cfg["architecture"],
+        arch_kwargs=arch_kwargs, aux_weight=float(cfg["aux_weight"]),
+        neighbourhood=int(cfg.get("neighbourhood", 3)),
+        optimizer=cfg["optimizer"], lr=float(cfg["lr"]),
+        weight_decay=float(cfg["weight_decay"]), lr_schedule=cfg.get("lr_schedule", "none"),
+        metric_bins=int(cfg["metric_bins"]),
+    )
+    stride = int(getattr(module.net, "stride", 1))
+    if int(cfg["tile"]) % stride:
+        raise ConfigError(f"train.tile must be a multiple of the network's stride {stride}, "
+                          f"got {cfg['tile']}")
+    data = ShardDataModule(
+        train_dir, val_dir, crop=int(cfg["crop"]), val_crop=cfg.get("val_crop"),
+        batch_size=int(cfg["batch_size"]), val_batch_size=int(cfg["val_batch_size"]),
+        augment=bool(cfg["augment"]), mesh=int(cfg["mesh"]), seed=seed,
+        num_workers=int(cfg["num_workers"]), cache_mb=float(cfg.get("cache_mb", 0)),
+    )
+
+    ckpt_dir = root / cfg["checkpoint_dir"]
+    last = ckpt_dir / "last.ckpt"
+    resume = bool(cfg.get("resume")) and last.is_file()
+    run_id = None
+    if resume and (ckpt_dir / _RUN_FILE).is_file():
+        run_id = json.loads((ckpt_dir / _RUN_FILE).read_text()).get("run_id")
+    uri = tracking_uri or tracking.default_tracking_uri(root)
+    provenance = {"git_commit": tracking.git_commit(root), "data_hash": tracking.data_hash(root)}
+    mlf = MLFlowLogger(experiment_name=tracking.EXPERIMENT_NAME, tracking_uri=uri,
+                       artifact_location=tracking.artifact_root(uri), tags=provenance,
+                       run_id=run_id)
+    if run_id is None:  # a resumed run already holds its params (MLflow refuses changes)
+        flat = _flatten("", all_params, {})
+        flat.update({f"train.class_weight.{a}": float(w)
+                     for a, w in zip(ABBREVIATIONS, weights.tolist(), strict=True)})
+        flat.update({f"train.prior.{a}": float(p) for a, p in priors.items()})
+        mlf.log_hyperparams(flat)
+    if rank_zero_only.rank == 0:  # DDP re-runs this script in every process
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:  # a fresh fit: stale checkpoints of an earlier run must not be resumed
+            for stale in ckpt_dir.glob("*.ckpt"):
+                stale.unlink()
+        (ckpt_dir / _RUN_FILE).write_text(json.dumps({"run_id": mlf.run_id}))
+    # this stage owns the folder (run.json, last.ckpt on resume): the warning is noise
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+
+    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best-{epoch:04d}-{step:07d}",
+                                 monitor="val/loss", mode="min", save_top_k=1, save_last=True,
+                                 auto_insert_metric_name=False, save_on_train_epoch_end=True)
+    trainer = pl.Trainer(
+        accelerator=cfg["accelerator"], devices=cfg["devices"], strategy=cfg["strategy"],
+        precision=cfg["precision"], max_epochs=int(cfg["max_epochs"]),
+        max_steps=int(cfg["max_steps"]), max_time=_max_time(cfg.get("max_time_min")),
+        limit_train_batches=cfg["limit_train_batches"],
+        limit_val_batches=cfg["limit_val_batches"],
+        log_every_n_steps=int(cfg["log_every_n_steps"]), logger=mlf, callbacks=[checkpoint],
+        num_sanity_val_steps=0, enable_model_summary=False, default_root_dir=str(ckpt_dir),
+        deterministic=False, enable_progress_bar=bool(cfg.get("progress_bar", True)),
+    )
+    log.info("training %s (%d parameters) on %s, run %s", cfg["architecture"],
+             sum(p.numel() for p in module.net.parameters()), train_dir, mlf.run_id)
+    trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
+
+    result = {"run_id": mlf.run_id, "experiment_id": mlf.experiment_id,
+              "global_step": int(trainer.global_step),
+              "best_checkpoint": checkpoint.best_model_path or None}
+    if not trainer.is_global_zero:
+        return result
+    if checkpoint.best_model_path:
+        state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)
+        module.load_state_dict(state["state_dict"])
+        log.info("best checkpoint %s (val/loss %.5g)", checkpoint.best_model_path,
+                 float(checkpoint.best_model_score))
+    net = module.net.cpu().eval()
+    margin = receptive_field_margin(net)
+    tile = int(cfg["tile"])
+    meta = ModelMeta(
+        architecture=cfg["architecture"], arch_kwargs=arch_kwargs,
+        classes=list(ABBREVIATIONS), training_priors=dict(priors),
+        normalization={"mesh": int(cfg["mesh"])}, tile=tile, margin=int(margin),
+        provenance={**provenance, "run_id": mlf.run_id, "experiment_id": mlf.experiment_id,
+                    "tracking_uri": uri, "global_step": int(trainer.global_step),
+                    "trained_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")},
+        params=all_params,
+    )
+    save_package(net, meta, model_dir)
+    mlf.experiment.log_metric(mlf.run_id, "margin_px", float(margin))
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / "train_run.json").write_text(json.dumps(
+        {"run_id": mlf.run_id, "experiment_id": mlf.experiment_id, "tracking_uri": uri},
+        indent=2) + "\n")
+    log.info("model package %s (margin %d px), run %s", model_dir, margin, mlf.run_id)
+    result.update(model=str(model_dir), margin=int(margin))
+    return result
+
+
+def main() -> None:
+    """Run the stage with the project's ``params.yaml``."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    params = load_params()
+    train(params["train"], train_dir=path("train"), val_dir=path("val"),
+          model_dir=path("model"), results_dir=path("results"),
+          all_params={"paths": params["paths"], "train": params["train"]})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""Networks: output shapes at any size, deep supervision, receptive-field margin."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mmx.classes import N_CLASSES
+from mmx.errors import ConfigError
+from mmx.nets import (
+    ARCHITECTURES,
+    HFNet,
+    build_network,
+    count_parameters,
+    receptive_field_margin,
+)
+
+SMALL = {"unet": {"widths": (4, 8, 8)}, "hfnet": {"widths": (4, 4, 4, 4, 4), "convs": (1,) * 5}}
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("shape", [(37, 53), (64, 64), (5, 70)])
+def test_any_size_gives_full_resolution_logits(name, shape):
+    torch.manual_seed(0)
+    net = build_network(name, n_classes=N_CLASSES, **SMALL[name]).eval()
+    x = torch.randn(2, 1, *shape)
+    with torch.no_grad():
+        logits = net(x)
+        again, aux = net(x, return_aux=True)
+    assert logits.shape == (2, N_CLASSES, *shape)
+    assert torch.allclose(logits, again)
+    assert len(aux) >= 2 and all(a.shape == logits.shape for a in aux)
+
+
+def test_hfnet_is_maximask_sized():
+    net = HFNet()
+    assert 5.5e6 < count_parameters(net) < 6.0e6
+    n3 = sum(1 for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
+    assert n3 == 29 and net.stride == 32
+
+
+def test_build_network_rejects_unknown_names_and_arguments():
+    with pytest.raises(ConfigError, match="unknown architecture 'segnet'"):
+        build_network("segnet", n_classes=3)
+    with pytest.raises(ConfigError, match="bad arguments"):
+        build_network("unet", n_classes=3, depth=4)
+    with pytest.raises(ConfigError, match="widths"):
+        build_network("unet", n_classes=3, widths=[8])
+
+
+def _random_unet(seed: int = 0):
+    torch.manual_seed(seed)
+    net = build_network("unet", n_classes=3, widths=(4, 8, 8))
+    gen = torch.Generator().manual_seed(seed)
+    for m in net.modules():  # non-trivial eval-mode BatchNorm statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+    return net.double().eval()
+
+
+def _tile_mismatch(net, image, margin: int, tile: int) -> float:
+    """Largest difference between tile cores and the whole-image result."""
+    whole = net(image)
+    worst = 0.0
+    h, w = image.shape[-2:]
+    for y in range(0, h - tile + 1, net.stride):
+        for x in range(0, w - tile + 1, net.stride):
+            out = net(image[..., y:y + tile, x:x + tile])
+            core = out[..., margin:tile - margin, margin:tile - margin]
+            ref = whole[..., y + margin:y + tile - margin, x + margin:x + tile - margin]
+            worst = max(worst, float((core - ref).abs().max()))
+    return worst
+
+
+def test_margin_makes_tiles_match_the_whole_image():
+    net = _random_unet()
+    margin = receptive_field_margin(net)
+    raw = receptive_field_margin(net, round_to=1)
+    assert margin % net.stride == 0 and raw <= margin < raw + net.stride
+    gen = torch.Generator().manual_seed(1)
+    image = torch.randn(1, 1, 96, 96, generator=gen, dtype=torch.float64) * 3
+    tile = 2 * margin + 8
+    with torch.no_grad():
+        assert _tile_mismatch(net, image, margin, tile) < 1e-9
+        # the margin is not wastefully large: half of it is not enough
+        assert _tile_mismatch(net, image, raw // 2, tile) > 1e-6
+
+
+def test_margin_leaves_the_network_unchanged():
+    net = _random_unet().float().train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    receptive_field_margin(net)
+    assert net.training and next(net.parameters()).dtype == torch.float32
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())

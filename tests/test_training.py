@@ -1,0 +1,176 @@
+"""Data module, Lightning module and the train/evaluate stages, on tiny fake shard sets."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+
+from mmx.classes import ABBREVIATIONS, label_bit
+from mmx.datamodule import EpochSampler, ShardDataModule, ShardDataset
+from mmx.errors import ConfigError
+from mmx.model_package import load_package
+from mmx.shards import Sample, ShardWriter
+
+SIZE = 48
+
+
+def _fake_set(folder, *, n: int, seed: int) -> dict:
+    """Sky + noise, a few bright single pixels labelled CR, a column labelled HCL."""
+    rng = np.random.default_rng(seed)
+    cr, hcl, bg = label_bit("CR"), label_bit("HCL"), label_bit("BG")
+    with ShardWriter(folder, shard_size=3) as writer:
+        for i in range(n):
+            image = (100.0 + 5.0 * rng.standard_normal((SIZE, SIZE))).astype(np.float32)
+            labels = np.full((SIZE, SIZE), bg, dtype=np.uint16)
+            ys, xs = rng.integers(2, SIZE - 2, size=(2, 6))
+            image[ys, xs] += 400.0
+            labels[ys, xs] = cr
+            col = int(rng.integers(4, SIZE - 4))
+            image[:, col] += 60.0
+            labels[:, col] |= hcl
+            labels[:, col] &= ~np.uint16(bg)
+            ignore = np.zeros((SIZE, SIZE), dtype=np.uint8)
+            ignore[:3, :3] = 1
+            writer.add(Sample(image, labels, ignore, {"index": i}))
+    return json.loads((folder / "summary.json").read_text())
+
+
+@pytest.fixture
+def shard_sets(tmp_path):
+    folders = {}
+    for k, (split, n) in enumerate((("train", 8), ("val", 3), ("test", 3))):
+        folders[split] = tmp_path / "derived" / split
+        _fake_set(folders[split], n=n, seed=100 + k)
+    return folders
+
+
+def _cfg(**over) -> dict:
+    cfg = {
+        "architecture": "unet", "arch_kwargs": {"widths": [4, 8]}, "seed": 3, "crop": 32,
+        "val_crop": None, "augment": True, "mesh": 16, "batch_size": 4, "val_batch_size": 2,
+        "num_workers": 0, "num_threads": 1, "cache_mb": 16, "optimizer": "adam",
+        "lr": 3e-3, "weight_decay": 1e-5, "lr_schedule": "none", "aux_weight": 0.5,
+        "max_epochs": 2, "max_steps": -1, "max_time_min": None, "limit_train_batches": 2,
+        "limit_val_batches": 1.0, "accelerator": "cpu", "devices": 1, "strategy": "auto",
+        "precision": "32-true", "metric_bins": 200, "checkpoint_dir": "checkpoints",
+        "resume": False, "tile": 64, "log_every_n_steps": 1, "progress_bar": False,
+    }
+    cfg.update(over)
+    return cfg
+
+
+def test_dataset_crops_are_seeded_and_consistent(shard_sets):
+    ds = ShardDataset(shard_sets["train"], crop=24, random_crop=True, augment=True, seed=5,
+                      mesh=16)
+    a, b = ds[(2, 1)], ds[(2, 1)]
+    assert a["image"].shape == (1, 24, 24) and a["labels"].dtype == torch.int32
+    assert torch.equal(a["image"], b["image"]) and torch.equal(a["labels"], b["labels"])
+    c = ds[(2, 2)]  # another epoch: another crop or symmetry
+    assert not torch.equal(a["image"], c["image"])
+    # labels travel with the pixels: CR pixels are the bright ones in every crop
+    for item in (a, c):
+        cr = (item["labels"] & label_bit("CR")) != 0
+        if cr.any():
+            assert item["image"][0][cr].min() > item["image"][0][~cr].max() - 1e-3 or \
+                item["image"][0][cr].min() > 20
+
+
+def test_dataset_pads_small_images_as_ignored(shard_sets):
+    ds = ShardDataset(shard_sets["val"], crop=SIZE + 8, mesh=16)
+    item = ds[0]
+    assert item["image"].shape == (1, SIZE + 8, SIZE + 8)
+    assert item["ignore"][-8:, :].eq(1).all() and item["ignore"][:, -8:].eq(1).all()
+
+
+def test_epoch_sampler_is_reproducible():
+    s1, s2 = EpochSampler(10, seed=4), EpochSampler(10, seed=4)
+    e0, e1 = list(s1), list(s1)
+    assert e0 == list(s2) and e0 != e1
+    assert sorted(i for i, _ in e0) == list(range(10)) and {e for _, e in e1} == {1}
+
+
+def test_datamodule_batches(shard_sets):
+    dm = ShardDataModule(shard_sets["train"], shard_sets["val"], crop=32, batch_size=4,
+                         val_batch_size=2, mesh=16, seed=1)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["image"].shape == (4, 1, 32, 32) and batch["ignore"].shape == (4, 32, 32)
+    val = next(iter(dm.val_dataloader()))
+    assert val["image"].shape == (2, 1, SIZE, SIZE)
+    with pytest.raises(ConfigError, match="batch sizes"):
+        ShardDataModule(shard_sets["train"], shard_sets["val"], batch_size=0)
+
+
+def test_smoke_fit_tracks_run_and_saves_package(shard_sets, tmp_path):
+    from pipelines.evaluate import evaluate
+    from pipelines.train import train
+
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    model_dir, results = tmp_path / "models" / "m", tmp_path / "results"
+    cfg = _cfg()
+    out = train(cfg, train_dir=shard_sets["train"], val_dir=shard_sets["val"],
+                model_dir=model_dir, results_dir=results, tracking_uri=uri,
+                root=tmp_path)
+    assert out["global_step"] == 4
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    assert json.loads((results / "train_run.json").read_text())["run_id"] == out["run_id"]
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    run = client.get_run(out["run_id"])
+    assert run.data.params["train.architecture"] == "unet"
+    assert run.data.params["train.crop"] == "32"
+    assert "train.class_weight.CR" in run.data.params
+    assert {"git_commit", "data_hash"} <= set(run.data.tags)
+    assert {"train/loss", "val/loss", "val/CR.auc", "val/CR.tpr_at_fpr_1e-3"} <= \
+        set(run.data.metrics)
+    assert len(client.get_metric_history(out["run_id"], "val/loss")) == 2  # one per epoch
+
+    pkg = load_package(model_dir)
+    meta = pkg.meta
+    summary = json.loads((shard_sets["train"] / "summary.json").read_text())
+    assert meta.training_priors == pytest.approx(summary["class_fraction"])
+    assert meta.provenance["run_id"] == out["run_id"]
+    assert meta.arch_kwargs == {"widths": [4, 8]} and meta.tile == 64
+    assert meta.margin == out["margin"] and meta.margin > 0 and meta.margin % 2 == 0
+    assert meta.normalization == {"mesh": 16} and meta.params["train"]["crop"] == 32
+    x = torch.zeros(1, 1, 20, 30)
+    assert pkg.net(x).shape == (1, len(ABBREVIATIONS), 20, 30)
+
+    # evaluate: metrics.json, long-format curves, PNGs, logged into the same run
+    ev = evaluate({"batch_size": 2, "metric_bins": 200, "num_threads": 1,
+                   "log_to_mlflow": True}, model_dir=model_dir,
+                  test_dir=shard_sets["test"], results_dir=results, tracking_uri=uri)
+    metrics = json.loads((results / "metrics.json").read_text())
+    assert {"CR.auc", "CR.tpr_at_fpr_1e-3", "CR.tpr", "CR.fpr", "CR.purity",
+            "mean.auc", "HCL.auc"} <= set(metrics)
+    assert "DP.auc" not in metrics  # absent class: undefined, left out
+    assert ev["metrics"] == metrics
+    roc = (results / "plots" / "roc.csv").read_text().splitlines()
+    assert roc[0] == "class,fpr,tpr" and any(r.startswith("CR,") for r in roc[1:])
+    assert (results / "plots" / "purity.csv").read_text().startswith("class,purity,tpr")
+    assert (results / "plots" / "roc.png").stat().st_size > 1000
+    run = client.get_run(out["run_id"])
+    assert run.data.metrics["test.CR.auc"] == pytest.approx(metrics["CR.auc"])
+    arts = {a.path for a in client.list_artifacts(out["run_id"], "plots")}
+    assert {"plots/roc.png", "plots/purity.png"} <= arts
+    assert load_package(model_dir).meta.metrics == {}  # the train stage's output is untouched
+
+    # resume: continues the same MLflow run from last.ckpt, up to the new epoch budget
+    out2 = train(_cfg(resume=True, max_epochs=3), train_dir=shard_sets["train"],
+                 val_dir=shard_sets["val"], model_dir=model_dir, results_dir=results,
+                 tracking_uri=uri, root=tmp_path)
+    assert out2["run_id"] == out["run_id"] and out2["global_step"] == 6
+    assert len(client.get_metric_history(out["run_id"], "val/loss")) == 3
+
+
+def test_train_rejects_misaligned_tile(shard_sets, tmp_path):
+    from pipelines.train import train
+
+    with pytest.raises(ConfigError, match="multiple of the network's stride 2"):
+        train(_cfg(tile=63), train_dir=shard_sets["train"], val_dir=shard_sets["val"],
+              model_dir=tmp_path / "m", results_dir=tmp_path / "r",
+              tracking_uri=f"sqlite:///{tmp_path / 'db.sqlite'}", root=tmp_path)
