@@ -39,7 +39,8 @@ def _mesh_stats(image: np.ndarray, mesh: int, n_clip: int, nsigma: float):
                 med = np.median(v)
                 # SExtractor's mode estimate, robust in crowded meshes
                 mean = v.mean()
-                bkg[j, i] = 2.5 * med - 1.5 * mean if abs(mean - med) / max(v.std(), 1e-12) < 0.3 else med
+                skewed = abs(mean - med) / max(v.std(), 1e-12) >= 0.3
+                bkg[j, i] = med if skewed else 2.5 * med - 1.5 * mean
                 rms[j, i] = 1.4826 * np.median(np.abs(v - med))
     return bkg, rms, ys, xs
 

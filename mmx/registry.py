@@ -9,13 +9,14 @@ into a loaded :class:`~mmx.model_package.ModelPackage`.
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from mmx.errors import ModelError
-from mmx.model_package import ModelPackage, load_package
+from mmx.model_package import ModelPackage, load_package, save_package
 from mmx.tracking import (
     EXPERIMENT_NAME,
     PRODUCTION_ALIAS,
@@ -79,6 +80,7 @@ def register_package(
     *,
     name: str = REGISTERED_MODEL,
     run_id: str | None = None,
+    metrics: dict[str, float] | None = None,
     tracking_uri: str | None = None,
     experiment: str = EXPERIMENT_NAME,
 ) -> VersionInfo:
@@ -92,6 +94,9 @@ def register_package(
         Registered model name.
     run_id
         Run to log into (the training run); a new run in ``experiment`` if None or unknown.
+    metrics
+        Test-set figures to store in the registered copy's metadata (the folder itself is
+        left untouched: it is the train stage's output).
     tracking_uri
         Store; default :func:`mmx.tracking.default_tracking_uri`.
 
@@ -110,6 +115,10 @@ def register_package(
     from mmx.pyfunc_model import MmxPyfuncModel
 
     package = load_package(package_dir)  # validates before anything is logged
+    staging = Path(tempfile.mkdtemp(prefix="mmx-register-"))
+    if metrics:
+        package.meta.metrics = {**package.meta.metrics, **metrics}
+        package_dir = save_package(package.net, package.meta, staging / "package")
     client, uri = _client(tracking_uri)
     if run_id is not None:
         try:
@@ -137,6 +146,7 @@ def register_package(
             registered_model_name=name,
             await_registration_for=0,
         )
+    shutil.rmtree(staging, ignore_errors=True)
     version = int(info.registered_model_version)
     meta = package.meta
     tags = {
@@ -172,7 +182,9 @@ def promote(
     client.set_registered_model_alias(name, alias, str(version))
 
 
-def list_versions(name: str = REGISTERED_MODEL, *, tracking_uri: str | None = None) -> list[VersionInfo]:
+def list_versions(
+    name: str = REGISTERED_MODEL, *, tracking_uri: str | None = None
+) -> list[VersionInfo]:
     """All versions of ``name``, newest first (empty if the model is not registered)."""
     client, _ = _client(tracking_uri)
     versions = client.search_model_versions(f"name = '{name}'")

@@ -34,12 +34,14 @@ def main() -> None:
     uri = default_tracking_uri(ROOT)
     package_dir = path("model")
     package = load_package(package_dir)
+    metrics = json.loads((path("results") / "metrics.json").read_text())
     current = [v for v in list_versions(name, tracking_uri=uri) if alias in v.aliases]
-    info = register_package(package_dir, name=name, tracking_uri=uri,
+    info = register_package(package_dir, name=name, tracking_uri=uri, metrics=metrics,
                             run_id=package.meta.provenance.get("run_id"))
     promote(name, info.version, alias="candidate", tracking_uri=uri)
-    new_score = package.meta.metrics.get(KEY_METRIC)
-    cur_score = float(current[0].tags[KEY_METRIC]) if current and KEY_METRIC in current[0].tags else None
+    new_score = metrics.get(KEY_METRIC)
+    cur_tags = current[0].tags if current else {}
+    cur_score = float(cur_tags[KEY_METRIC]) if KEY_METRIC in cur_tags else None
     promoted = _should_promote(policy, new_score, cur_score, bool(current))
     if promoted:
         promote(name, info.version, alias=alias, tracking_uri=uri)

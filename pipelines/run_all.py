@@ -42,7 +42,7 @@ def ensure_raw_data() -> None:
     """Regenerate the default simulated survey when ``data/`` is missing, and check it."""
     raw = path("raw")
     if not raw.exists() or not any(raw.rglob("*.fits*")):
-        log.info("no raw exposures in %s: simulating the default survey (params.yaml `survey`)", raw)
+        log.info("no raw exposures in %s: simulating the default survey (params `survey`)", raw)
         _run(sys.executable, "-m", "mmx", "surveys", "simulate", "--out", str(raw), "--overwrite")
     dvc_file = ROOT / "data.dvc"
     if not dvc_file.is_file():

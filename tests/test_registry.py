@@ -65,3 +65,15 @@ def test_unknown_alias_and_folder_are_clear_errors(tmp_path):
         resolve_model("models:/mmx", tracking_uri=uri)
     result = CliRunner().invoke(app, ["models", "import", str(folder), "--alias", "production"])
     assert result.exit_code == 0 and "registered mmx version 2 @production" in result.output
+
+
+def test_metrics_go_into_the_registered_copy_not_the_folder(tmp_path):
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    folder, _ = _package(tmp_path, "m", 0, 0.5)
+    before = (folder / "mmx_model.json").read_text()
+    info = register_package(folder, tracking_uri=uri, metrics={"mean.tpr_at_fpr_1e-3": 0.9})
+    assert info.tags["mean.tpr_at_fpr_1e-3"] == "0.9"
+    loaded = resolve_model(f"models:/mmx/{info.version}", tracking_uri=uri)
+    assert loaded.meta.metrics["mean.tpr_at_fpr_1e-3"] == 0.9
+    assert loaded.meta.metrics["CR.auc"] == 0.99
+    assert (folder / "mmx_model.json").read_text() == before

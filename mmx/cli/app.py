@@ -30,7 +30,8 @@ def classes_command() -> None:
 
     typer.echo(f"{'#':>2}  {'abbr':<4} {'bit':>5} {'prior':>8} {'thresh':>6}  name")
     for c in CLASSES:
-        typer.echo(f"{c.index:>2}  {c.abbr:<4} {c.bit:>5} {c.prior:>8.1e} {c.threshold:>6.2f}  {c.name}")
+        typer.echo(f"{c.index:>2}  {c.abbr:<4} {c.bit:>5} {c.prior:>8.1e} {c.threshold:>6.2f}"
+                   f"  {c.name}")
 
 
 def _register_subcommands() -> None:
