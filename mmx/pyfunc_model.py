@@ -1,5 +1,8 @@
 """The MLflow ``pyfunc`` face of an mmx model, so any MLflow tool can load and serve it.
 
+Logged as MLflow "models from code": this file is stored with the model and
+``set_model`` below tells MLflow which object to serve (no pickled Python objects).
+
 The logged artifacts are the :mod:`mmx.model_package` folder; ``predict`` takes one 2-D
 image (float, ADU or electrons) and returns the prior-corrected probability planes
 ``(C, H, W)`` for the classes in ``meta.classes``.
@@ -14,6 +17,7 @@ import numpy as np
 with warnings.catch_warnings():
     # MLflow 3.17 warns about its own type hints while importing pyfunc; nothing to act on.
     warnings.filterwarnings("ignore", message=".*type hint.*", category=UserWarning)
+    import mlflow.models
     import mlflow.pyfunc
 
 __all__ = ["MmxPyfuncModel"]
@@ -31,4 +35,8 @@ class MmxPyfuncModel(mlflow.pyfunc.PythonModel):
         from mmx.inference import Predictor
 
         image = np.asarray(model_input, dtype=np.float32)
-        return Predictor(self._package).predict(image).probabilities
+        planes = Predictor(self._package, precision="float32").predict(image, mode="prob").array
+        return planes[:-1]  # the last plane is the no-data flag
+
+
+mlflow.models.set_model(MmxPyfuncModel())

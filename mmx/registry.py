@@ -9,6 +9,7 @@ into a loaded :class:`~mmx.model_package.ModelPackage`.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import warnings
@@ -54,6 +55,14 @@ class VersionInfo:
     tags: dict
 
 
+def _import_pyfunc():
+    with warnings.catch_warnings():
+        # MLflow 3.17 warns about its own type hints while importing pyfunc; nothing to act on
+        warnings.filterwarnings("ignore", message=".*type hint.*", category=UserWarning)
+        import mlflow.pyfunc
+    return mlflow.pyfunc
+
+
 def _client(tracking_uri: str | None):
     import mlflow
     from mlflow import MlflowClient
@@ -63,6 +72,7 @@ def _client(tracking_uri: str | None):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     for noisy in ("mlflow.store.db.utils", "alembic.runtime.migration"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri), uri
@@ -112,7 +122,6 @@ def register_package(
     from mlflow.types import Schema, TensorSpec
 
     from mmx import __version__
-    from mmx.pyfunc_model import MmxPyfuncModel
 
     package = load_package(package_dir)  # validates before anything is logged
     staging = Path(tempfile.mkdtemp(prefix="mmx-register-"))
@@ -131,15 +140,15 @@ def register_package(
         run_id = client.create_run(exp_id, run_name="imported-model").info.run_id
         client.set_terminated(run_id)
     signature = ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1), name="image")]),
-        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, -1), name="probabilities")]),
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, -1))]),
     )
     with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
         # the tensor signature describes the input; an example would only cost a forward pass
         warnings.filterwarnings("ignore", message=".*input example was not provided.*")
-        info = mlflow.pyfunc.log_model(
+        info = _import_pyfunc().log_model(
             name="model",
-            python_model=MmxPyfuncModel(),
+            python_model=str(Path(__file__).with_name("pyfunc_model.py")),  # models from code
             artifacts={"package": str(Path(package_dir).resolve())},
             signature=signature,
             pip_requirements=[f"mmx=={__version__}"],
@@ -235,10 +244,12 @@ def _from_registry(spec: str, tracking_uri: str | None) -> ModelPackage:
     try:
         local = mlflow.artifacts.download_artifacts(
             artifact_uri=f"models:/{name}/{mv.version}", dst_path=str(dest), tracking_uri=uri)
+        package = load_package(local, source=spec)  # reads everything into memory
     except (MlflowException, OSError) as exc:
         raise ModelError(f"{spec}: version {mv.version} is registered but its files cannot "
                          f"be read ({exc})") from None
-    package = load_package(local, source=spec)
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
     package.registry = {"name": name, "version": int(mv.version), "alias": alias or "",
                         "run_id": mv.run_id or "", "tracking_uri": uri}
     return package

@@ -2,10 +2,12 @@
 
 import os
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
+from mmx.classes import ABBREVIATIONS
 from mmx.cli.app import app
 from mmx.errors import ModelError
 from mmx.model_package import ModelMeta, save_package
@@ -17,7 +19,7 @@ def _package(tmp_path, name, seed, metric):
     torch.manual_seed(seed)
     net = build_network("unet", n_classes=14, widths=[4, 8])
     meta = ModelMeta(architecture="unet", arch_kwargs={"widths": [4, 8]},
-                     training_priors={"CR": 0.01}, tile=64, margin=8,
+                     training_priors=dict.fromkeys(ABBREVIATIONS, 0.01), tile=64, margin=8,
                      metrics={"mean.tpr_at_fpr_1e-3": metric, "CR.auc": 0.99},
                      provenance={"git_commit": "abc1234", "data_hash": "d00d"})
     return save_package(net, meta, tmp_path / name), net
@@ -40,7 +42,7 @@ def test_register_promote_load_round_trip(tmp_path):
     promote("mmx", 1, tracking_uri=uri)
     loaded = resolve_model("models:/mmx@production", tracking_uri=uri)
     assert _same_weights(loaded.net, net1) and not _same_weights(loaded.net, net2)
-    assert loaded.registry["version"] == 1 and loaded.meta.training_priors == {"CR": 0.01}
+    assert loaded.registry["version"] == 1 and loaded.meta.training_priors["CR"] == 0.01
     assert _same_weights(resolve_model(None, tracking_uri=uri).net, net1)  # default = production
 
     promote("mmx", 2, tracking_uri=uri)  # the alias moves
@@ -77,3 +79,17 @@ def test_metrics_go_into_the_registered_copy_not_the_folder(tmp_path):
     assert loaded.meta.metrics["mean.tpr_at_fpr_1e-3"] == 0.9
     assert loaded.meta.metrics["CR.auc"] == 0.99
     assert (folder / "mmx_model.json").read_text() == before
+
+
+def test_registered_model_serves_through_mlflow_pyfunc(tmp_path, rng):
+    import mlflow.pyfunc
+
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    folder, _ = _package(tmp_path, "m", 0, 0.5)
+    info = register_package(folder, tracking_uri=uri)
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pyfunc.load_model(f"models:/mmx/{info.version}")
+    image = rng.normal(100.0, 5.0, (40, 56)).astype(np.float32)
+    probabilities = model.predict(image)
+    assert probabilities.shape == (14, 40, 56)
+    assert np.all((probabilities >= 0) & (probabilities <= 1))
