@@ -20,17 +20,20 @@ Run ``python benchmarks/predict_speed.py --help``; see ``benchmarks/README.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.toolrun import maximask_command, measure, quiet_env  # noqa: E402
 
 __all__ = ["make_frame", "make_model", "measure", "main"]
 
@@ -77,27 +80,6 @@ def make_model(folder: Path, *, tile: int = 512) -> Path:
                      tile=tile, margin=receptive_field_margin(net),
                      provenance={"note": "random weights, for speed measurements only"})
     return save_package(net, meta, folder)
-
-
-def _wrapper(cmd: list[str]) -> int:
-    """Run ``cmd`` as our only child and print its usage as one JSON line on stdout."""
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    wall = time.perf_counter() - start
-    use = resource.getrusage(resource.RUSAGE_CHILDREN)
-    print(json.dumps({"rc": proc.returncode, "wall": wall, "cpu": use.ru_utime + use.ru_stime,
-                      "maxrss_mb": use.ru_maxrss / 1024.0, "stderr": proc.stderr[-2000:]}))
-    return 0
-
-
-def measure(cmd: list[str], *, env: dict | None = None) -> dict:
-    """Wall, CPU seconds and peak RSS of ``cmd``, run in a fresh wrapper process."""
-    out = subprocess.run([sys.executable, __file__, "--_wrap", "--", *cmd], env=env,
-                         capture_output=True, text=True, check=True)
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    if result["rc"] != 0:
-        raise RuntimeError(f"{cmd[0]} failed (exit {result['rc']}): {result['stderr']}")
-    return result
 
 
 def _ablation(frame: Path, model: Path, *, threads: int | None, batch_size: int) -> None:
@@ -179,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     runs = [measure(cmd) for _ in range(max(1, args.repeat))]
-    rows_out = [("mmx predict", min(runs, key=lambda r: r["cpu"]))]
+    rows_out = [("mmx predict", min(runs, key=lambda r: r.cpu))]
 
     maximask = args.maximask_venv / "bin" / "maximask"
     if maximask.is_file():
@@ -187,10 +169,10 @@ def main(argv: list[str] | None = None) -> int:
         mm_dir.mkdir(exist_ok=True)
         mm_frame = mm_dir / "frame.fits"
         mm_frame.write_bytes(frame.read_bytes())
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
         rows_out.append(("MaxiMask 1.4.1", measure(
-            [str(maximask), str(mm_frame), "--single_mask", "True",
-             "--batch_size", str(args.maximask_batch_size)], env=env)))
+            maximask_command(args.maximask_venv / "bin" / "python", mm_frame,
+                             probabilities=False, batch_size=args.maximask_batch_size),
+            env=quiet_env())))
     else:
         print(f"MaxiMask skipped: no {maximask} (python3 -m venv {args.maximask_venv} && "
               f"{args.maximask_venv}/bin/pip install maximask)")
@@ -198,13 +180,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'tool':16s} {'wall s':>8s} {'CPU s':>8s} {'peak RSS MB':>12s} "
           f"{'Mpix/CPU-s':>11s} {'Mpix/wall-s':>12s}")
     for name, r in rows_out:
-        print(f"{name:16s} {r['wall']:8.2f} {r['cpu']:8.2f} {r['maxrss_mb']:12.0f} "
-              f"{mpix / r['cpu']:11.3f} {mpix / r['wall']:12.3f}")
+        print(f"{name:16s} {r.wall:8.2f} {r.cpu:8.2f} {r.maxrss_mb:12.0f} "
+              f"{mpix / r.cpu:11.3f} {mpix / r.wall:12.3f}")
     if len(rows_out) == 2:
         a, b = rows_out[0][1], rows_out[1][1]
-        print(f"\nthroughput ratio mmx / MaxiMask: {b['cpu'] / a['cpu']:.1f}x per CPU-second, "
-              f"{b['wall'] / a['wall']:.1f}x per wall-second; peak memory "
-              f"{a['maxrss_mb']:.0f} MB vs {b['maxrss_mb']:.0f} MB")
+        print(f"\nthroughput ratio mmx / MaxiMask: {b.cpu / a.cpu:.1f}x per CPU-second, "
+              f"{b.wall / a.wall:.1f}x per wall-second; peak memory "
+              f"{a.maxrss_mb:.0f} MB vs {b.maxrss_mb:.0f} MB")
     print(f"load average after: {os.getloadavg()[0]:.2f} (other processes slow both tools)")
     if args.ablation:
         _ablation(frame, model, threads=args.threads, batch_size=args.batch_size)
@@ -214,6 +196,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 2 and sys.argv[1] == "--_wrap":
-        sys.exit(_wrapper(sys.argv[3:]))
     sys.exit(main())
