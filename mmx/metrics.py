@@ -178,13 +178,14 @@ def summarize(
     keys = list(_SCALARS) + sorted(k for k in result if k.startswith("tpr_at_fpr_"))
     flat: dict[str, float] = {}
     for key in keys:
-        values = result[key].detach().cpu().numpy().astype(np.float64)
+        # atleast_1d: torchmetrics squeezes one-element results (a single class) to 0-d
+        values = np.atleast_1d(result[key].detach().cpu().numpy().astype(np.float64))
         for abbr, v in zip(classes, values, strict=True):
             if np.isfinite(v):
                 flat[f"{abbr}.{key}"] = float(v)
         if np.isfinite(values).any():
             flat[f"mean.{key}"] = float(np.nanmean(values))
-    for abbr, v in zip(classes, result["n_pos"].cpu().numpy(), strict=True):
+    for abbr, v in zip(classes, np.atleast_1d(result["n_pos"].cpu().numpy()), strict=True):
         flat[f"{abbr}.n_pos"] = float(v)
     return flat
 

@@ -21,9 +21,28 @@ import torch
 
 from pipelines.params import load_params, path
 
-__all__ = ["score_shards", "evaluate", "main"]
+__all__ = ["operating_thresholds", "score_shards", "evaluate", "main"]
 
 log = logging.getLogger("mmx.evaluate")
+
+
+def operating_thresholds(package) -> list[float]:
+    """Default thresholds as they act on the network's raw posteriors.
+
+    ``mmx predict`` thresholds prior-corrected probabilities (default priors of the class
+    table); the correction is a logit shift, so on raw posteriors the same operating point
+    is ``sigmoid(logit(threshold) - shift)``. Scoring with these makes the test figures at
+    the default thresholds describe what users get.
+    """
+    from mmx.priors import prior_shift
+
+    classes = package.meta.class_objects
+    eps = 1e-7
+    trained = np.clip([package.meta.training_priors.get(c.abbr, 0.0) for c in classes],
+                      eps, 1 - eps)
+    shift = prior_shift(trained, [c.prior for c in classes])
+    logit = np.log([c.threshold / (1 - c.threshold) for c in classes]) - shift
+    return (1.0 / (1.0 + np.exp(-logit))).clip(eps, 1 - eps).tolist()
 
 
 def score_shards(package, shard_dir: str | Path, *, batch_size: int = 4,
@@ -53,7 +72,7 @@ def score_shards(package, shard_dir: str | Path, *, batch_size: int = 4,
     shards = ShardSet(shard_dir)
     mesh = int(package.meta.normalization.get("mesh", 64))
     curves = ClassCurves(n_classes=len(package.meta.classes), n_bins=n_bins,
-                         thresholds=[c.threshold for c in package.meta.class_objects])
+                         thresholds=operating_thresholds(package))
     net = package.net.eval()
     with torch.inference_mode():
         for start in range(0, len(shards), batch_size):

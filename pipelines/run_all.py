@@ -32,10 +32,15 @@ def _dvc(*args: str) -> list[str]:
     return [sys.executable, "-m", "dvc", *args]
 
 
-def _data_matches_dvc_file() -> bool:
+def _data_status() -> set[str]:
+    """What ``dvc status`` says of ``data/`` against ``data.dvc`` (empty: in sync)."""
     out = subprocess.run(_dvc("status", "--json", "data.dvc"), cwd=ROOT, capture_output=True,
                          text=True, check=True).stdout
-    return not json.loads(out or "{}")
+    states: set[str] = set()
+    for entry in json.loads(out or "{}").get("data.dvc", []):
+        if isinstance(entry, dict):
+            states.update(entry.get("changed outs", {}).values())
+    return states
 
 
 def ensure_raw_data() -> None:
@@ -47,9 +52,14 @@ def ensure_raw_data() -> None:
     dvc_file = ROOT / "data.dvc"
     if not dvc_file.is_file():
         _run(*_dvc("add", "data"))
-    elif not _data_matches_dvc_file():
-        log.warning("data/ differs from data.dvc: if you replaced the survey on purpose, run "
-                    "`dvc add data` and commit data.dvc; the pipeline uses data/ as it is")
+        return
+    states = _data_status()
+    if states == {"not in cache"}:  # regenerated, same hash as data.dvc: cache it
+        _run(*_dvc("commit", "--force", "--quiet", "data.dvc"))
+    elif states:
+        log.warning("data/ differs from data.dvc (%s): if you replaced the survey on purpose, "
+                    "run `dvc add data` and commit data.dvc; the pipeline uses data/ as it is",
+                    ", ".join(sorted(states)))
 
 
 def main() -> None:

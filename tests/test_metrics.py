@@ -112,3 +112,23 @@ def test_bad_settings_are_refused():
         ClassCurves(n_classes=2, thresholds=[0.5, 1.0])
     with pytest.raises(ConfigError, match="lo < hi"):
         ClassCurves(n_classes=2, thresholds=[0.5, 0.5], logit_range=(3.0, 1.0))
+
+
+def test_operating_thresholds_act_like_prior_correction():
+    """Thresholding raw posteriors at these values = thresholding corrected ones as predict does."""
+    import numpy as np
+
+    from mmx.classes import CLASSES
+    from mmx.model_package import ModelMeta, ModelPackage
+    from mmx.priors import correct_probabilities
+    from pipelines.evaluate import operating_thresholds
+
+    trained = {c.abbr: 0.02 for c in CLASSES}
+    package = ModelPackage(net=None, meta=ModelMeta(architecture="unet", arch_kwargs={},
+                                                    training_priors=trained))
+    raw_thr = np.array(operating_thresholds(package))
+    for c, t in zip(CLASSES, raw_thr, strict=True):
+        z = np.log(t / (1 - t)) + np.array([-1e-3, 1e-3])
+        probs = 1 / (1 + np.exp(-z))
+        corrected = correct_probabilities(probs, 0.02, c.prior)
+        assert corrected[0] < c.threshold < corrected[1]
