@@ -1,14 +1,17 @@
 """Lightning data over shard sets: normalised images, random crops, physical augmentations.
 
 Each image is normalised whole with :func:`mmx.normalize.normalize_image` (exactly what
-inference does), then cropped. Training crops are drawn uniformly and augmented with the
-8 symmetries of the pixel grid (flips and 90-degree rotations): they move no flux between
-pixels, so labels stay exact (a rotated hot column is a hot line, also in its class).
+inference does), then cropped. Training crops are drawn uniformly, except a share
+``focus_fraction`` of them placed around a pixel of a *focus* class (rare ones, such as
+hot pixels: 1 pixel in 10^4 of the split), so that every batch holds examples of them.
+They are augmented with the 8 symmetries of the pixel grid (flips and 90-degree
+rotations): they move no flux between pixels, so labels stay exact (a rotated hot column
+is a hot line, also in its class).
 
 Randomness is explicit: the training sampler draws epoch ``e``'s order from
 ``numpy.random.default_rng([seed, e])`` and hands each item its epoch, and the dataset
-draws that item's crop and symmetry from ``default_rng([seed, e, index])``, so a run is
-reproducible whatever the number of workers.
+draws that item's crop (uniform or focused, focus class and pixel) and symmetry from
+``default_rng([seed, e, index])``, so a run is reproducible whatever the number of workers.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from mmx.classes import label_bit
 from mmx.errors import ConfigError
 from mmx.normalize import DEFAULT_MESH, normalize_image
 from mmx.shards import ShardSet
@@ -52,6 +56,13 @@ class ShardDataset(Dataset):
     cache_mb : float
         Keep normalised images in memory up to this many MiB (normalisation of a
         512x512 image costs ~40 ms, more than a training step's share of it).
+    focus_classes : sequence of str
+        Abbreviations of the classes random crops may be placed around.
+    focus_fraction : float
+        Chance that a random crop is placed around a focus pixel, in [0, 1]: a focus class
+        present (non-ignored) in the image is drawn uniformly, then one of its pixels, and
+        the crop is drawn uniformly among those holding that pixel at least ``crop // 8``
+        pixels inside its edges. Images without a focus class get a uniform crop.
     """
 
     def __init__(
@@ -64,9 +75,16 @@ class ShardDataset(Dataset):
         mesh: int = DEFAULT_MESH,
         seed: int = 0,
         cache_mb: float = 0.0,
+        focus_classes: tuple[str, ...] | list[str] = (),
+        focus_fraction: float = 0.0,
     ) -> None:
         if crop is not None and crop < 1:
             raise ConfigError(f"crop must be a positive number of pixels or null, got {crop}")
+        if not 0.0 <= focus_fraction <= 1.0:
+            raise ConfigError(f"focus_fraction must be in [0, 1], got {focus_fraction}")
+        self.focus_bits = [label_bit(c) for c in focus_classes]  # ConfigError if unknown
+        self.focus_fraction = float(focus_fraction)
+        self._focus: dict[int, list[np.ndarray]] = {}
         self.folder = Path(folder)
         self.crop, self.random_crop, self.augment = crop, random_crop, augment
         self.mesh, self.seed = int(mesh), int(seed)
@@ -108,8 +126,12 @@ class ShardDataset(Dataset):
         ignore = sample.ignore.astype(np.uint8)
         rng = np.random.default_rng([self.seed, epoch, index])
         if self.crop is not None:
+            centre = None
+            if self.random_crop and self.focus_fraction > 0 and self.focus_bits:
+                if rng.random() < self.focus_fraction:
+                    centre = self._focus_pixel(index, labels, ignore, rng)
             image, labels, ignore = _crop(image, labels, ignore, self.crop,
-                                          rng if self.random_crop else None)
+                                          rng if self.random_crop else None, centre=centre)
         if self.augment:
             k, flip = int(rng.integers(4)), bool(rng.integers(2))
             arrays = [np.rot90(a, k) for a in (image, labels, ignore)]
@@ -120,8 +142,24 @@ class ShardDataset(Dataset):
             "ignore": torch.from_numpy(np.ascontiguousarray(ignore)),
         }
 
+    def _focus_pixel(self, index: int, labels: np.ndarray, ignore: np.ndarray,
+                     rng: np.random.Generator) -> tuple[int, int] | None:
+        """A random non-ignored pixel of a random focus class present in image ``index``."""
+        if index not in self._focus:
+            valid = ignore == 0
+            flat = [np.flatnonzero(((labels & bit) != 0) & valid).astype(np.int32)
+                    for bit in self.focus_bits]
+            self._focus[index] = [f for f in flat if f.size]
+        present = self._focus[index]
+        if not present:
+            return None
+        pixels = present[int(rng.integers(len(present)))]
+        y, x = divmod(int(pixels[int(rng.integers(pixels.size))]), labels.shape[1])
+        return y, x
 
-def _crop(image, labels, ignore, size: int, rng: np.random.Generator | None):
+
+def _crop(image, labels, ignore, size: int, rng: np.random.Generator | None,
+          centre: tuple[int, int] | None = None):
     h, w = image.shape
     if h < size or w < size:
         ph, pw = max(size - h, 0), max(size - w, 0)
@@ -131,6 +169,11 @@ def _crop(image, labels, ignore, size: int, rng: np.random.Generator | None):
         h, w = image.shape
     if rng is None:
         y, x = (h - size) // 2, (w - size) // 2
+    elif centre is not None:  # a window holding the pixel at least size // 8 from its edges
+        inset = min(size // 8, (size - 1) // 2)  # (less when the pixel is near the border)
+        lo_hi = [(min(max(c - size + 1 + inset, 0), n - size), min(max(c - inset, 0), n - size))
+                 for c, n in zip(centre, (h, w), strict=True)]
+        y, x = (int(rng.integers(lo, hi + 1)) for lo, hi in lo_hi)
     else:
         y, x = int(rng.integers(h - size + 1)), int(rng.integers(w - size + 1))
     window = (slice(y, y + size), slice(x, x + size))
@@ -185,6 +228,10 @@ class ShardDataModule(pl.LightningDataModule):
         DataLoader worker processes (0 was fastest on 2 CPU cores).
     cache_mb : float
         Memory for normalised training and validation images, MiB per split.
+    focus_classes : sequence of str
+        Classes training crops may be placed around (:class:`ShardDataset`).
+    focus_fraction : float
+        Share of training crops placed around a focus-class pixel.
     """
 
     def __init__(
@@ -202,6 +249,8 @@ class ShardDataModule(pl.LightningDataModule):
         seed: int = 0,
         num_workers: int = 0,
         cache_mb: float = 1024.0,
+        focus_classes: tuple[str, ...] | list[str] = (),
+        focus_fraction: float = 0.0,
     ) -> None:
         super().__init__()
         if batch_size < 1 or val_batch_size < 1 or num_workers < 0:
@@ -212,6 +261,7 @@ class ShardDataModule(pl.LightningDataModule):
         self.batch_size, self.val_batch_size = batch_size, val_batch_size
         self.augment, self.mesh, self.seed = augment, mesh, seed
         self.num_workers, self.cache_mb = num_workers, cache_mb
+        self.focus_classes, self.focus_fraction = tuple(focus_classes), float(focus_fraction)
         self.datasets: dict[str, ShardDataset] = {}
 
     def setup(self, stage: str | None = None) -> None:
@@ -220,7 +270,8 @@ class ShardDataModule(pl.LightningDataModule):
         if stage in (None, "fit") and "train" not in self.datasets:
             self.datasets["train"] = ShardDataset(self.paths["train"], crop=self.crop,
                                                   random_crop=True, augment=self.augment,
-                                                  **common)
+                                                  focus_classes=self.focus_classes,
+                                                  focus_fraction=self.focus_fraction, **common)
         if stage in (None, "fit", "validate") and "val" not in self.datasets:
             self.datasets["val"] = ShardDataset(self.paths["val"], crop=self.val_crop, **common)
         if stage in (None, "test") and self.paths["test"] is not None:

@@ -8,6 +8,8 @@ Every network here
   multiple of :attr:`stride` (its total downsampling factor) and the output cropped back;
 * returns deep-supervision outputs with ``forward(x, return_aux=True) -> (logits, aux)``,
   ``aux`` a list of full-resolution logit maps from intermediate decoder levels;
+* has output layers whose biases :func:`init_output_bias` sets to the training priors'
+  logits, so that training starts from the best constant prediction instead of p = 0.5;
 * uses only per-pixel operations besides convolutions and pooling (BatchNorm, which is an
   affine map in eval mode), so a tile gives exactly the whole-image result wherever it
   holds the receptive field, provided its origin is a multiple of :attr:`stride`.
@@ -44,6 +46,8 @@ __all__ = [
     "ARCHITECTURES",
     "build_network",
     "count_parameters",
+    "init_output_bias",
+    "prior_logits",
     "receptive_field_margin",
 ]
 
@@ -315,3 +319,66 @@ def receptive_field_margin(
         size *= 2
     raise ConfigError(f"receptive field of {type(net).__name__} exceeds the largest probe "
                       f"({max_size} px); raise max_size")
+
+
+def prior_logits(priors: Sequence[float] | torch.Tensor, *, clip: float = 12.0) -> torch.Tensor:
+    """``logit(p)`` of class priors, clipped to ``[-clip, clip]`` (``p = 0`` gives ``-clip``).
+
+    Parameters
+    ----------
+    priors : sequence of float
+        Probabilities ``(C,)`` in [0, 1].
+    clip : float
+        Largest magnitude of the result.
+    """
+    p = torch.as_tensor(priors, dtype=torch.float64)
+    if not bool(((p >= 0) & (p <= 1)).all()):
+        raise ConfigError(f"priors must be in [0, 1], got {p.tolist()}")
+    return torch.logit(p).clamp(-clip, clip).float()
+
+
+@torch.no_grad()
+def init_output_bias(net: nn.Module, bias: Sequence[float] | torch.Tensor) -> nn.Module:
+    """Make every output of ``net`` (main and deep-supervision) start at logits ``bias``.
+
+    With a per-class constant equal to ``logit`` of the class's training prior
+    (:func:`prior_logits`) the untrained network already predicts the priors: the loss
+    starts at the entropy of the labels instead of ``log 2`` per class, and the first
+    steps learn features instead of 14 biases.
+
+    ``unet``: the biases of the 1x1 main and auxiliary heads are set to ``bias``.
+    ``hfnet``: each side head's bias is set to ``bias`` and the fusion's bias to
+    ``bias - W b``, with ``W b`` the fusion's response to sides equal to ``bias``.
+
+    Parameters
+    ----------
+    net : UNet or HFNet
+        Network of this module; changed in place.
+    bias : sequence of float
+        ``(C,)`` logits, one per output plane.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``net``.
+
+    Raises
+    ------
+    ConfigError
+        If ``bias`` does not hold one value per output plane, or ``net`` is not known.
+    """
+    b = torch.as_tensor(bias, dtype=torch.float32)
+    n = int(getattr(net, "n_classes", -1))
+    if b.shape != (n,):
+        raise ConfigError(f"need one output bias per class ({n}), got shape {tuple(b.shape)}")
+    if isinstance(net, UNet):
+        for head in [net.head, *net.aux_heads]:
+            head.bias.copy_(b.to(head.bias))
+    elif isinstance(net, HFNet):
+        for side in net.sides:
+            side.bias.copy_(b.to(side.bias))
+        w = net.fuse.weight[:, :, 0, 0]  # (C, C * n_sides)
+        net.fuse.bias.copy_(b.to(w) - w @ b.to(w).repeat(len(net.sides)))
+    else:
+        raise ConfigError(f"init_output_bias does not know {type(net).__name__}")
+    return net

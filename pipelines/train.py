@@ -53,6 +53,20 @@ def _flatten(prefix: str, value: object, out: dict[str, object]) -> dict[str, ob
     return out
 
 
+def _loss_weights(loss: torch.nn.Module) -> dict[str, float]:
+    """The loss's class weights as flat MLflow parameters."""
+    from mmx.classes import ABBREVIATIONS
+
+    out: dict[str, float] = {}
+    for name, key in (("pos_weights", "pos_weight"), ("neg_weights", "neg_weight"),
+                      ("weights", "class_weight")):
+        if hasattr(loss, name):
+            values = getattr(loss, name).tolist()
+            out.update({f"train.{key}.{a}": float(v)
+                        for a, v in zip(ABBREVIATIONS, values, strict=True)})
+    return out
+
+
 def _max_time(minutes: float | None) -> _dt.timedelta | None:
     return None if minutes in (None, 0) else _dt.timedelta(minutes=float(minutes))
 
@@ -103,7 +117,6 @@ def train(
     from mmx.classes import ABBREVIATIONS
     from mmx.datamodule import ShardDataModule
     from mmx.lit_module import MaskModule
-    from mmx.loss import class_weights
     from mmx.model_package import ModelMeta, save_package
     from mmx.nets import receptive_field_margin
     from mmx.shards import ShardSet
@@ -118,25 +131,34 @@ def train(
     torch.manual_seed(seed)
 
     priors = ShardSet(train_dir).class_fraction
-    weights = class_weights(priors, max_ratio=cfg.get("max_weight_ratio"))
     arch_kwargs = dict(cfg.get("arch_kwargs") or {})
     module = MaskModule(
-        class_weights=weights.tolist(), architecture=cfg["architecture"],
-        arch_kwargs=arch_kwargs, aux_weight=float(cfg["aux_weight"]),
-        neighbourhood=int(cfg.get("neighbourhood", 3)),
-        optimizer=cfg["optimizer"], lr=float(cfg["lr"]),
-        weight_decay=float(cfg["weight_decay"]), lr_schedule=cfg.get("lr_schedule", "none"),
+        priors=[float(priors[a]) for a in ABBREVIATIONS], architecture=cfg["architecture"],
+        arch_kwargs=arch_kwargs, loss=cfg.get("loss", "balanced"),
+        balance_beta=float(cfg.get("balance_beta", 1.0)),
+        max_weight_ratio=cfg.get("max_weight_ratio"),
+        focal_gamma=float(cfg.get("focal_gamma", 0.0)),
+        neighbourhood=int(cfg.get("neighbourhood", 3)), aux_weight=float(cfg["aux_weight"]),
+        init_bias=bool(cfg.get("init_bias", True)), optimizer=cfg["optimizer"],
+        lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]),
+        lr_schedule=cfg.get("lr_schedule", "none"), warmup=float(cfg.get("warmup", 0.05)),
+        channels_last=bool(cfg.get("channels_last", False)),
         metric_bins=int(cfg["metric_bins"]),
     )
     stride = int(getattr(module.net, "stride", 1))
     if int(cfg["tile"]) % stride:
         raise ConfigError(f"train.tile must be a multiple of the network's stride {stride}, "
                           f"got {cfg['tile']}")
+    final = cfg.get("final_weights", "best")
+    if final not in ("best", "last"):
+        raise ConfigError(f"train.final_weights must be 'best' or 'last', got {final!r}")
     data = ShardDataModule(
         train_dir, val_dir, crop=int(cfg["crop"]), val_crop=cfg.get("val_crop"),
         batch_size=int(cfg["batch_size"]), val_batch_size=int(cfg["val_batch_size"]),
         augment=bool(cfg["augment"]), mesh=int(cfg["mesh"]), seed=seed,
         num_workers=int(cfg["num_workers"]), cache_mb=float(cfg.get("cache_mb", 0)),
+        focus_classes=list(cfg.get("focus_classes") or []),
+        focus_fraction=float(cfg.get("focus_fraction", 0.0)),
     )
 
     ckpt_dir = root / cfg["checkpoint_dir"]
@@ -152,8 +174,7 @@ def train(
                        run_id=run_id)
     if run_id is None:  # a resumed run already holds its params (MLflow refuses changes)
         flat = _flatten("", all_params, {})
-        flat.update({f"train.class_weight.{a}": float(w)
-                     for a, w in zip(ABBREVIATIONS, weights.tolist(), strict=True)})
+        flat.update(_loss_weights(module.loss))
         flat.update({f"train.prior.{a}": float(p) for a, p in priors.items()})
         mlf.log_hyperparams(flat)
     if rank_zero_only.rank == 0:  # DDP re-runs this script in every process
@@ -165,15 +186,23 @@ def train(
     # this stage owns the folder (run.json, last.ckpt on resume): the warning is noise
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
-    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best-{epoch:04d}-{step:07d}",
-                                 monitor="val/loss", mode="min", save_top_k=1, save_last=True,
-                                 auto_insert_metric_name=False, save_on_train_epoch_end=True)
+    if final == "best":  # saved after each validation, where val/loss exists
+        checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best-{epoch:04d}-{step:07d}",
+                                     monitor="val/loss", mode="min", save_top_k=1,
+                                     save_last=True, auto_insert_metric_name=False,
+                                     save_on_train_epoch_end=False)
+    else:  # the schedule's end is what is kept: the latest epoch, whatever val/loss says
+        checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="epoch-{epoch:04d}-{step:07d}",
+                                     monitor=None, save_top_k=1, save_last=True,
+                                     auto_insert_metric_name=False,
+                                     save_on_train_epoch_end=True)
     trainer = pl.Trainer(
         accelerator=cfg["accelerator"], devices=cfg["devices"], strategy=cfg["strategy"],
         precision=cfg["precision"], max_epochs=int(cfg["max_epochs"]),
         max_steps=int(cfg["max_steps"]), max_time=_max_time(cfg.get("max_time_min")),
         limit_train_batches=cfg["limit_train_batches"],
         limit_val_batches=cfg["limit_val_batches"],
+        check_val_every_n_epoch=int(cfg.get("val_every_n_epochs", 1)),
         log_every_n_steps=int(cfg["log_every_n_steps"]), logger=mlf, callbacks=[checkpoint],
         num_sanity_val_steps=0, enable_model_summary=False, default_root_dir=str(ckpt_dir),
         deterministic=False, enable_progress_bar=bool(cfg.get("progress_bar", True)),
@@ -185,27 +214,32 @@ def train(
     result = {"run_id": mlf.run_id, "experiment_id": mlf.experiment_id,
               "global_step": int(trainer.global_step),
               "best_checkpoint": checkpoint.best_model_path or None}
+    log.info("fit ended after %d steps", trainer.global_step)
     if not trainer.is_global_zero:
         return result
-    if checkpoint.best_model_path:
+    if final == "best" and checkpoint.best_model_path:
         state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)
         module.load_state_dict(state["state_dict"])
         log.info("best checkpoint %s (val/loss %.5g)", checkpoint.best_model_path,
                  float(checkpoint.best_model_score))
-    net = module.net.cpu().eval()
+    net = module.net.cpu().to(memory_format=torch.contiguous_format).eval()
     margin = receptive_field_margin(net)
+    calibrated = module.calibration_priors()  # P_N(c) of the prior correction at inference
     tile = int(cfg["tile"])
     meta = ModelMeta(
         architecture=cfg["architecture"], arch_kwargs=arch_kwargs,
-        classes=list(ABBREVIATIONS), training_priors=dict(priors),
+        classes=list(ABBREVIATIONS), training_priors=calibrated,
         normalization={"mesh": int(cfg["mesh"])}, tile=tile, margin=int(margin),
         provenance={**provenance, "run_id": mlf.run_id, "experiment_id": mlf.experiment_id,
                     "tracking_uri": uri, "global_step": int(trainer.global_step),
+                    "split_class_fraction": dict(priors),
                     "trained_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")},
         params=all_params,
     )
     save_package(net, meta, model_dir)
     mlf.experiment.log_metric(mlf.run_id, "margin_px", float(margin))
+    for abbr, value in calibrated.items():
+        mlf.experiment.log_metric(mlf.run_id, f"calibration_prior.{abbr}", value)
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / "train_run.json").write_text(json.dumps(

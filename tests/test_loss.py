@@ -1,4 +1,4 @@
-"""Loss: MaxiMask class weights, 3x3 pixel weights, ignore plane, deep supervision."""
+"""Loss: balanced per-class BCE, MaxiMask class and pixel weights, ignore, deep supervision."""
 
 from __future__ import annotations
 
@@ -7,9 +7,19 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 
 from mmx.errors import ConfigError
-from mmx.loss import MaskLoss, class_weights, labels_to_targets, pixel_weights
+from mmx.loss import (
+    BalancedBCE,
+    MaskLoss,
+    balanced_weights,
+    build_loss,
+    class_weights,
+    effective_priors,
+    labels_to_targets,
+    pixel_weights,
+)
 
 
 def test_class_weights_follow_the_paper():
@@ -87,3 +97,73 @@ def test_fully_ignored_batch_gives_zero_and_a_gradient():
 def test_negative_aux_weight_is_refused():
     with pytest.raises(ConfigError, match="aux_weight must be >= 0, got -1"):
         MaskLoss(torch.ones(3), aux_weight=-1)
+
+
+def test_balanced_weights_on_a_hand_computed_example():
+    # p = 0.2: odds of a negative 4. beta = 1: r = 4, w- = 1 / (0.2 * 4 + 0.8) = 0.625,
+    # w+ = 2.5 (positives and negatives each weigh 0.5 in total). p = 0.5: r = 1, both 1.
+    pos, neg = balanced_weights([0.2, 0.5], classes=["A", "B"], beta=1.0, max_ratio=None)
+    assert pos.tolist() == pytest.approx([2.5, 1.0])
+    assert neg.tolist() == pytest.approx([0.625, 1.0])
+    # beta = 0.5: r = 2, w- = 1 / (0.4 + 0.8); cap: r <= 3 for p = 0.01 (odds 99)
+    pos, neg = balanced_weights([0.2, 0.01], classes=["A", "B"], beta=0.5, max_ratio=3)
+    assert pos.tolist() == pytest.approx([2 / 1.2, 3 / (0.03 + 0.99)])
+    assert neg.tolist() == pytest.approx([1 / 1.2, 1 / (0.03 + 0.99)])
+    # beta = 0 is plain BCE; a class absent from the split gets the cap
+    pos, neg = balanced_weights([0.2, 0.0], classes=["A", "B"], beta=0.0, max_ratio=10)
+    assert pos.tolist() == pytest.approx([1.0, 1.0]) and neg.tolist() == pytest.approx([1.0, 1.0])
+    pos, neg = balanced_weights([0.2, 0.0], classes=["A", "B"], beta=1.0, max_ratio=10)
+    assert pos[1].item() == pytest.approx(10.0) and neg[1].item() == pytest.approx(1.0)
+
+
+def test_balanced_weights_reject_bad_settings():
+    with pytest.raises(ConfigError, match="beta must be >= 0, got -1"):
+        balanced_weights([0.5, 0.5], classes=["A", "B"], beta=-1)
+    with pytest.raises(ConfigError, match="must be >= 1 or null, got 0.5"):
+        balanced_weights([0.5, 0.5], classes=["A", "B"], max_ratio=0.5)
+    with pytest.raises(ConfigError, match="unknown loss 'dice'"):
+        build_loss("dice", [0.5, 0.5], classes=["A", "B"])
+
+
+def test_effective_priors_multiply_the_odds_by_the_weight_ratio():
+    # p = 0.2 (odds 1/4) with w+/w- = 4: odds 1, prior 0.5; p = 0.01 with ratio 3: odds 3/99
+    pri = effective_priors([0.2, 0.01], [2.5, 3.0], [0.625, 1.0])
+    assert pri.tolist() == pytest.approx([0.5, 3 / 102])
+    # the weighted BCE's best constant logit is logit of that prior
+    z = torch.linspace(-6, 6, 12001, dtype=torch.float64)
+    for p, wp, wn, prior in ((0.2, 2.5, 0.625, pri[0]), (0.01, 3.0, 1.0, pri[1])):
+        risk = p * wp * F.softplus(-z) + (1 - p) * wn * F.softplus(z)
+        assert float(torch.sigmoid(z[risk.argmin()])) == pytest.approx(prior, abs=1e-3)
+
+
+def test_balanced_bce_on_a_hand_computed_example():
+    labels, ignore = _row()  # pixels 1, 2: class 0; pixel 3: class 1; pixel 0 ignored
+    pos, neg = torch.tensor([2.0, 4.0, 1.0]), torch.tensor([0.5, 0.25, 1.0])
+    logits = torch.zeros(1, 3, 1, 4)
+    logits[0, 0, 0, 1] = 2.0   # class 0 at pixel 1 (true): log(1 + e^-2), weight 2
+    logits[0, 2, 0, 3] = -1.0  # class 2 at pixel 3 (false): log(1 + e^-1), weight 1
+    logits[:, :, 0, 0] = 50.0  # ignored pixel: no contribution
+    ln2 = math.log(2.0)
+    p1 = 2.0 * math.log1p(math.exp(-2.0)) + 0.25 * ln2 + 1.0 * ln2
+    p2 = 2.0 * ln2 + 0.25 * ln2 + 1.0 * ln2
+    p3 = 0.5 * ln2 + 4.0 * ln2 + 1.0 * math.log1p(math.exp(-1.0))
+    expected = (p1 + p2 + p3) / 3
+    loss = BalancedBCE(pos, neg, aux_weight=0.0)
+    assert float(loss(logits, labels, ignore)) == pytest.approx(expected, rel=1e-6)
+    ds = BalancedBCE(pos, neg, aux_weight=0.5)(logits, labels, ignore, [logits])
+    assert float(ds) == pytest.approx(1.5 * expected, rel=1e-6)
+    # focal factor (1 - p_t)^gamma: at logit 0, p_t = 1/2 for every term
+    focal = BalancedBCE(pos, neg, aux_weight=0.0, focal_gamma=2.0)
+    zero = torch.zeros_like(logits)
+    assert float(focal(zero, labels, ignore)) == pytest.approx(
+        0.25 * float(loss(zero, labels, ignore)), rel=1e-6)
+    with pytest.raises(ConfigError, match="focal_gamma must be >= 0, got -1"):
+        BalancedBCE(pos, neg, focal_gamma=-1)
+
+
+def test_build_loss_returns_the_calibration_priors():
+    loss, pri = build_loss("balanced", [0.2, 0.5], classes=["A", "B"], beta=1.0, max_ratio=None)
+    assert isinstance(loss, BalancedBCE) and pri.tolist() == pytest.approx([0.5, 0.5])
+    loss, pri = build_loss("paper", [0.2, 0.8], classes=["A", "B"], neighbourhood=1)
+    assert isinstance(loss, MaskLoss) and pri.tolist() == pytest.approx([0.2, 0.8])
+    assert loss.neighbourhood == 1

@@ -1,6 +1,8 @@
-"""Networks: output shapes at any size, deep supervision, receptive-field margin."""
+"""Networks: output shapes at any size, deep supervision, output biases, receptive field."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
@@ -12,6 +14,8 @@ from mmx.nets import (
     HFNet,
     build_network,
     count_parameters,
+    init_output_bias,
+    prior_logits,
     receptive_field_margin,
 )
 
@@ -93,3 +97,28 @@ def test_margin_leaves_the_network_unchanged():
     receptive_field_margin(net)
     assert net.training and next(net.parameters()).dtype == torch.float32
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_prior_logits_are_clipped_logits():
+    b = prior_logits([0.5, 0.1, 0.0, 1.0], clip=10.0)
+    assert b.tolist() == pytest.approx([0.0, math.log(0.1 / 0.9), -10.0, 10.0], rel=1e-6)
+    with pytest.raises(ConfigError, match=r"priors must be in \[0, 1\]"):
+        prior_logits([0.5, 1.5])
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_output_bias_makes_every_output_start_at_the_priors(name):
+    torch.manual_seed(0)
+    net = build_network(name, n_classes=3, **SMALL[name])
+    bias = prior_logits([0.5, 0.01, 1e-4])
+    assert init_output_bias(net, bias) is net
+    # with the output layers' weights at 0 every output is exactly the bias
+    heads = [net.head, *net.aux_heads] if name == "unet" else list(net.sides)
+    with torch.no_grad():
+        for head in heads:
+            head.weight.zero_()
+        logits, aux = net(torch.randn(2, 1, 40, 40), return_aux=True)
+    for out in (logits, *aux):
+        assert torch.allclose(out, bias[None, :, None, None].expand_as(out), atol=1e-5)
+    with pytest.raises(ConfigError, match=r"one output bias per class \(3\), got shape \(2,\)"):
+        init_output_bias(net, [0.0, 0.0])
