@@ -229,7 +229,8 @@ class Predictor:
         image = np.asarray(image)
         if image.ndim != 2 or image.size == 0:
             raise ConfigError(f"expected a non-empty 2-D image, got shape {image.shape}")
-        writer = make_writer(mode, image.shape, self.classes, thresholds=thresholds)
+        writer = make_writer(mode, image.shape, self.classes,
+                             thresholds=self.default_thresholds() | dict(thresholds or {}))
         bad = ~np.isfinite(image)
         norm = normalize_image(image, **self.package.meta.normalization)
         plan = self.plan(image.shape)
@@ -256,6 +257,23 @@ class Predictor:
                     progress.update(len(batch))
         writer.flag_nodata(bad)
         return writer
+
+    def default_thresholds(self) -> dict[str, float]:
+        """The model's calibrated thresholds for the output classes (class table's if none).
+
+        They were calibrated at the class table's default priors; without prior correction
+        (``apply_priors=False``) they are moved to the raw posteriors, so the operating
+        point stays the same. With other priors, it moves as the priors say.
+        """
+        from mmx.calibration import default_prior_shift
+
+        calibrated = self.package.meta.thresholds
+        abbrs = [c.abbr for c in self.classes]
+        thr = np.array([calibrated.get(c.abbr, c.threshold) for c in self.classes])
+        if not self.apply_priors and calibrated:
+            shift = default_prior_shift(self.package.meta.training_priors, abbrs)
+            thr = 1.0 / (1.0 + np.exp(-(np.log(thr / (1 - thr)) - shift)))
+        return {a: float(t) for a, t in zip(abbrs, thr, strict=True)}
 
     def provenance(self) -> dict:
         """What produced a mask: model identity, priors, settings (for FITS headers)."""

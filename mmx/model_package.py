@@ -41,13 +41,18 @@ class ModelMeta:
     classes : list of str
         Abbreviations of the output planes, in order.
     training_priors : dict
-        Class fractions P_N(c) measured on the training split.
+        Priors P_N(c) the network's probabilities are calibrated to (what the training
+        loss and crop sampling made of the training split's class fractions).
     normalization : dict
         Arguments of :func:`mmx.normalize.normalize_image`.
     tile : int
         Tile side used at inference, pixels.
     margin : int
         Pixels discarded at each inner tile edge (covers the receptive field).
+    thresholds : dict
+        Probability thresholds calibrated on the validation split (F1-best at the class
+        table's default priors, :mod:`mmx.calibration`); they replace the class table's
+        MaxiMask thresholds as defaults for this model.
     metrics, provenance, params : dict
         Test-set figures; git commit and data hash; training parameters.
     """
@@ -59,6 +64,7 @@ class ModelMeta:
     normalization: dict = field(default_factory=dict)
     tile: int = 512
     margin: int = 32
+    thresholds: dict[str, float] = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)

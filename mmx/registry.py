@@ -91,6 +91,7 @@ def register_package(
     name: str = REGISTERED_MODEL,
     run_id: str | None = None,
     metrics: dict[str, float] | None = None,
+    tags: dict[str, str] | None = None,
     tracking_uri: str | None = None,
     experiment: str = EXPERIMENT_NAME,
 ) -> VersionInfo:
@@ -107,6 +108,8 @@ def register_package(
     metrics
         Test-set figures to store in the registered copy's metadata (the folder itself is
         left untouched: it is the train stage's output).
+    tags
+        Extra version tags.
     tracking_uri
         Store; default :func:`mmx.tracking.default_tracking_uri`.
 
@@ -158,15 +161,16 @@ def register_package(
     shutil.rmtree(staging, ignore_errors=True)
     version = int(info.registered_model_version)
     meta = package.meta
-    tags = {
+    version_tags = {
         "git_commit": str(meta.provenance.get("git_commit", "unknown")),
         "data_hash": str(meta.provenance.get("data_hash", "unknown")),
         "architecture": meta.architecture,
+        **{k: f"{meta.metrics[k]:.6g}" for k in _TAGGED_METRICS if k in meta.metrics},
+        **(tags or {}),
     }
-    tags.update({k: f"{meta.metrics[k]:.6g}" for k in _TAGGED_METRICS if k in meta.metrics})
-    for key, value in tags.items():
+    for key, value in version_tags.items():
         client.set_model_version_tag(name, str(version), key, value)
-    return VersionInfo(name, version, (), run_id, 0, tags)
+    return VersionInfo(name, version, (), run_id, 0, version_tags)
 
 
 def promote(

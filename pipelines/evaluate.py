@@ -30,23 +30,22 @@ def operating_thresholds(package) -> list[float]:
     """Default thresholds as they act on the network's raw posteriors.
 
     ``mmx predict`` thresholds prior-corrected probabilities (default priors of the class
-    table); the correction is a logit shift, so on raw posteriors the same operating point
-    is ``sigmoid(logit(threshold) - shift)``. Scoring with these makes the test figures at
+    table) at the model's calibrated thresholds, else the class table's; the correction is
+    a logit shift, so on raw posteriors the same operating point is
+    ``sigmoid(logit(threshold) - shift)``. Scoring with these makes the test figures at
     the default thresholds describe what users get.
     """
-    from mmx.priors import prior_shift
+    from mmx.calibration import default_prior_shift
 
-    classes = package.meta.class_objects
-    eps = 1e-7
-    trained = np.clip([package.meta.training_priors.get(c.abbr, 0.0) for c in classes],
-                      eps, 1 - eps)
-    shift = prior_shift(trained, [c.prior for c in classes])
-    logit = np.log([c.threshold / (1 - c.threshold) for c in classes]) - shift
-    return (1.0 / (1.0 + np.exp(-logit))).clip(eps, 1 - eps).tolist()
+    meta = package.meta
+    shift = default_prior_shift(meta.training_priors, meta.classes)
+    thr = np.array([meta.thresholds.get(c.abbr, c.threshold) for c in meta.class_objects])
+    logit = np.log(thr / (1 - thr)) - shift
+    return (1.0 / (1.0 + np.exp(-logit))).clip(1e-7, 1 - 1e-7).tolist()
 
 
 def score_shards(package, shard_dir: str | Path, *, batch_size: int = 4,
-                 n_bins: int = 2000) -> dict:
+                 n_bins: int = 2000, shift: np.ndarray | None = None) -> dict:
     """Run ``package``'s network over every image of a shard set; return curve statistics.
 
     Parameters
@@ -59,6 +58,8 @@ def score_shards(package, shard_dir: str | Path, *, batch_size: int = 4,
         Images per forward pass.
     n_bins : int
         Logit bins of the curves.
+    shift : numpy.ndarray, optional
+        Per-class logit shift (prior correction) added before scoring.
 
     Returns
     -------
@@ -79,6 +80,8 @@ def score_shards(package, shard_dir: str | Path, *, batch_size: int = 4,
             samples = [shards[i] for i in range(start, min(start + batch_size, len(shards)))]
             images = np.stack([normalize_image(s.image, mesh=mesh) for s in samples])
             logits = net(torch.from_numpy(images)[:, None])
+            if shift is not None:
+                logits = logits + torch.as_tensor(shift, dtype=logits.dtype)[None, :, None, None]
             curves.update(logits, torch.from_numpy(np.stack([s.labels for s in samples])
                                                    .astype(np.int32)),
                           torch.from_numpy(np.stack([s.ignore for s in samples])))

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipelines.params import ROOT, path
+from pipelines.params import ROOT, load_params, path
 
 log = logging.getLogger("mmx.run")
 
@@ -62,8 +62,36 @@ def ensure_raw_data() -> None:
                     ", ".join(sorted(states)))
 
 
+def ensure_release_registered() -> None:
+    """Import the shipped release model as a registry version; make it production if none is.
+
+    Runs before ``dvc repro`` so that the pipeline's own model is promoted over it only if
+    at least as good (``register.promote: auto``). Idempotent: a version whose weights have
+    the release's SHA-256 is not registered twice.
+    """
+    from mmx.registry import list_versions, promote, register_package, release_package_dir
+    from mmx.tracking import PRODUCTION_ALIAS, default_tracking_uri
+    from pipelines.release import weights_sha256
+
+    release = release_package_dir()
+    if not (release / "mmx_model.json").is_file():
+        return
+    uri = default_tracking_uri(ROOT)
+    name = load_params()["register"]["name"]
+    digest = weights_sha256(release)
+    versions = list_versions(name, tracking_uri=uri)
+    if any(v.tags.get("weights_sha256") == digest for v in versions):
+        return
+    info = register_package(release, name=name, tracking_uri=uri,
+                            tags={"weights_sha256": digest, "source": "mmx release"})
+    if not any(PRODUCTION_ALIAS in v.aliases for v in versions):
+        promote(name, info.version, alias=PRODUCTION_ALIAS, tracking_uri=uri)
+    log.info("release model registered as %s v%d", name, info.version)
+
+
 def main() -> None:
     ensure_raw_data()
+    ensure_release_registered()
     _run(*_dvc("repro"))
     registered = json.loads((path("results") / "registered.json").read_text())
     metrics = json.loads((path("results") / "metrics.json").read_text())

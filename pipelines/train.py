@@ -18,7 +18,7 @@ import torch
 from mmx.errors import ConfigError
 from pipelines.params import ROOT, load_params, path
 
-__all__ = ["train", "main", "quiet_lightning"]
+__all__ = ["calibrate_thresholds", "train", "main", "quiet_lightning"]
 
 log = logging.getLogger("mmx.train")
 
@@ -69,6 +69,22 @@ def _loss_weights(loss: torch.nn.Module) -> dict[str, float]:
 
 def _max_time(minutes: float | None) -> _dt.timedelta | None:
     return None if minutes in (None, 0) else _dt.timedelta(minutes=float(minutes))
+
+
+def calibrate_thresholds(net, meta, val_dir, *, batch_size: int = 4,
+                         n_bins: int = 2000) -> dict[str, float]:
+    """F1-best thresholds on the validation split, at the class table's default priors."""
+    from mmx.calibration import default_prior_shift, f1_thresholds
+    from mmx.model_package import ModelPackage
+    from pipelines.evaluate import score_shards
+
+    package = ModelPackage(net=net, meta=meta)
+    result = score_shards(package, val_dir, batch_size=batch_size, n_bins=n_bins,
+                          shift=default_prior_shift(meta.training_priors, meta.classes))
+    thresholds = f1_thresholds(result, classes=meta.classes)
+    log.info("thresholds calibrated on %s: %s", val_dir,
+             ", ".join(f"{a}={t:.3g}" for a, t in thresholds.items()))
+    return thresholds
 
 
 def train(
@@ -236,8 +252,13 @@ def train(
                     "trained_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")},
         params=all_params,
     )
+    meta.thresholds = calibrate_thresholds(net, meta, val_dir,
+                                           batch_size=int(cfg["val_batch_size"]),
+                                           n_bins=int(cfg["metric_bins"]))
     save_package(net, meta, model_dir)
     mlf.experiment.log_metric(mlf.run_id, "margin_px", float(margin))
+    for abbr, value in meta.thresholds.items():
+        mlf.experiment.log_metric(mlf.run_id, f"threshold.{abbr}", value)
     for abbr, value in calibrated.items():
         mlf.experiment.log_metric(mlf.run_id, f"calibration_prior.{abbr}", value)
     results_dir = Path(results_dir)

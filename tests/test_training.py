@@ -192,6 +192,7 @@ def test_smoke_fit_tracks_run_and_saves_package(shard_sets, tmp_path):
     assert meta.provenance["run_id"] == out["run_id"]
     assert meta.arch_kwargs == {"widths": [4, 8]} and meta.tile == 64
     assert meta.margin == out["margin"] and meta.margin > 0 and meta.margin % 2 == 0
+    assert meta.thresholds and all(0 < t < 1 for t in meta.thresholds.values())  # calibrated
     assert meta.normalization == {"mesh": 16} and meta.params["train"]["crop"] == 32
     x = torch.zeros(1, 1, 20, 30)
     assert pkg.net(x).shape == (1, len(ABBREVIATIONS), 20, 30)
