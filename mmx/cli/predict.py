@@ -44,7 +44,8 @@ def predict_command(
         "--no-prior", help="Output the network's posteriors without prior correction.")] = False,
     threshold: Annotated[list[str] | None, typer.Option(
         "--threshold", help="Probability threshold CLS=VALUE in [0, 1] for binary/bitmask, "
-                            "repeatable (default: the class table's)")] = None,
+                            "repeatable (default: the model's calibrated thresholds, else "
+                            "the class table's)")] = None,
     mode: Annotated[_Mode, typer.Option(
         "--mode", help="prob: float32 planes; prob8: uint8 planes (BSCALE=1/255); binary: "
                        "0/1 planes; bitmask: one int32 MaxiMask-compatible bit mask.",
