@@ -1,0 +1,68 @@
+"""The release model shipped inside mmx: it loads, matches its record, and serves by default."""
+
+import json
+import math
+
+import numpy as np
+
+from mmx.classes import ABBREVIATIONS, label_bit
+from mmx.model_package import ModelMeta, load_package, save_package
+from mmx.nets import build_network
+from mmx.registry import list_versions, release_package_dir, resolve_model
+from mmx.shards import Sample, ShardWriter
+from pipelines.release import make_release, weights_sha256
+from pipelines.run_all import ensure_release_registered
+
+
+def test_shipped_release_matches_its_record():
+    folder = release_package_dir()
+    package = load_package(folder)  # builds the architecture and loads the weights
+    meta = package.meta
+    record = json.loads((folder / "RELEASE.json").read_text())
+    assert weights_sha256(folder) == record["weights_sha256"]
+    assert (folder / "weights.pt").stat().st_size < 5e6  # small enough for git
+    assert tuple(meta.classes) == ABBREVIATIONS
+    assert all(0 < meta.training_priors[c] < 1 for c in ABBREVIATIONS)
+    assert meta.provenance["release"] and meta.provenance["git_commit"] != "unknown"
+    assert meta.provenance["data_hash"] != "unknown"
+    assert meta.params["train"]["architecture"] == meta.architecture
+    for key in ("mean.auc", "mean.tpr_at_fpr_1e-3", "CR.tpr_at_fpr_1e-3"):
+        assert math.isfinite(meta.metrics[key])
+
+
+def test_empty_registry_falls_back_to_release():
+    package = resolve_model(None)  # conftest points MLflow at an empty temporary store
+    assert package.source == "mmx release model"
+
+
+def test_main_job_registers_release_once_as_production():
+    ensure_release_registered()
+    ensure_release_registered()
+    (version,) = list_versions("mmx")
+    assert version.aliases == ("production",) and version.tags["source"] == "mmx release"
+
+
+def _tiny_set(folder, rng):
+    with ShardWriter(folder) as writer:
+        for _ in range(3):
+            image = rng.normal(100.0, 5.0, (48, 48)).astype(np.float32)
+            labels = np.full((48, 48), label_bit("BG"), dtype=np.uint16)
+            ys, xs = rng.integers(0, 48, 10), rng.integers(0, 48, 10)
+            image[ys, xs] += 500.0
+            labels[ys, xs] = label_bit("CR")
+            writer.add(Sample(image, labels, np.zeros((48, 48), np.uint8)))
+    return folder
+
+
+def test_make_release_calibrates_scores_and_records(tmp_path, rng):
+    net = build_network("unet", n_classes=14, widths=[4, 8])
+    meta = ModelMeta(architecture="unet", arch_kwargs={"widths": [4, 8]},
+                     training_priors=dict.fromkeys(ABBREVIATIONS, 0.05), tile=64, margin=8)
+    model = save_package(net, meta, tmp_path / "model")
+    out = make_release(model, val_dir=_tiny_set(tmp_path / "val", rng),
+                       test_dir=_tiny_set(tmp_path / "test", rng), out=tmp_path / "release",
+                       eval_cfg={"batch_size": 2, "metric_bins": 100, "num_threads": 1})
+    released = load_package(out).meta
+    assert "CR" in released.thresholds and "CR.auc" in released.metrics
+    assert released.provenance["release"] is True
+    assert json.loads((out / "RELEASE.json").read_text())["weights_sha256"] == weights_sha256(out)
