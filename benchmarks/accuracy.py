@@ -21,11 +21,12 @@
 
 How each tool runs (its defaults, as users run it):
 
-* mmx: ``mmx predict FRAMES --mode prob`` (default prior correction, the class table's
-  thresholds): float32 probabilities per class.
+* mmx: ``mmx predict FRAMES --mode prob`` (default prior correction): float32
+  probabilities per class; its default operating point is the model's thresholds
+  calibrated on its validation split, which ``mmx predict`` uses for binary masks.
 * MaxiMask: ``maximask FRAMES --proba_thresh False`` (its default prior correction, float32
-  probabilities); its default operating point is its own default thresholds (the same
-  table as mmx's) applied to those probabilities, exactly what it does when thresholding.
+  probabilities); its default operating point is its own default thresholds (the class
+  table) applied to those probabilities, exactly what it does when thresholding.
 * deepCR: ``clean(image_in_electrons, binary=False)``, threshold 0.5 (its default); models
   ``ACS-WFC`` (deepCR's default) and ``decam`` (its ground-based model).
 * astroscrappy (L.A.Cosmic): ``detect_cosmics`` with its defaults and the frame's gain,
@@ -375,11 +376,14 @@ def _read_probs(tool: Tool, path: Path) -> tuple[np.ndarray, tuple[str, ...]]:
 def make_tools(*, model: str, peers: dict[str, Peer], maximask_batch: int = 8) -> list[Tool]:
     """The tools compared, with their default thresholds and command lines."""
     from mmx.classes import ABBREVIATIONS, CLASSES
+    from mmx.registry import resolve_model
 
     defaults = {c.abbr: c.threshold for c in CLASSES}
+    # mmx's default operating point: the model's calibrated thresholds, as `mmx predict` uses
+    mmx_thresholds = {**defaults, **resolve_model(model).meta.thresholds}
     runner = str(ROOT / "benchmarks" / "peer_runners.py")
     tools = [Tool(
-        "mmx", "mmx", ABBREVIATIONS, defaults, False,
+        "mmx", "mmx", ABBREVIATIONS, mmx_thresholds, False,
         lambda d, fr, o: [sys.executable, "-m", "mmx", "predict", str(d), "--model", model,
                           "--mode", "prob", "--out-dir", str(o), "--overwrite"],
         lambda f, o: o / f"{_stem(f)}.mask.fits", note=f"model {model}")]
@@ -865,8 +869,9 @@ def _test_section(frames: list[TestFrame], test, tools: list[Tool], results: dic
               "come from mmx's own simulator, whose contaminant models mmx was trained on "
               "and MaxiMask was not: this measures how well each tool finds *these* "
               "contaminants; the real frames below are the check on real data.", "",
-              "Operating points: mmx and MaxiMask with their default priors and thresholds "
-              "(the same table); deepCR at threshold 0.5 (its default); astroscrappy with "
+              "Operating points: mmx and MaxiMask with their default priors (the same table) "
+              "and thresholds (MaxiMask's table; mmx's calibrated on its validation split); "
+              "deepCR at threshold 0.5 (its default); astroscrappy with "
               "its defaults and each frame's gain, read noise and saturation level. TPR at "
               "FPR = 1e-3 / 1e-4 and AUC from 2000 logit bins (`mmx.metrics.ClassCurves`).",
               ""]
