@@ -265,14 +265,11 @@ class Predictor:
         (``apply_priors=False``) they are moved to the raw posteriors, so the operating
         point stays the same. With other priors, it moves as the priors say.
         """
-        from mmx.calibration import default_prior_shift
+        from mmx.calibration import default_thresholds
 
-        calibrated = self.package.meta.thresholds
         abbrs = [c.abbr for c in self.classes]
-        thr = np.array([calibrated.get(c.abbr, c.threshold) for c in self.classes])
-        if not self.apply_priors and calibrated:
-            shift = default_prior_shift(self.package.meta.training_priors, abbrs)
-            thr = 1.0 / (1.0 + np.exp(-(np.log(thr / (1 - thr)) - shift)))
+        raw = not self.apply_priors and bool(self.package.meta.thresholds)
+        thr = default_thresholds(self.package.meta, abbrs, raw=raw)
         return {a: float(t) for a, t in zip(abbrs, thr, strict=True)}
 
     def provenance(self) -> dict:

@@ -21,7 +21,10 @@ from pathlib import Path
 from mmx.classes import CLASSES, ContaminantClass
 from mmx.errors import ModelError
 
-__all__ = ["FORMAT_VERSION", "ModelMeta", "ModelPackage", "save_package", "load_package"]
+__all__ = [
+    "FORMAT_VERSION", "ModelMeta", "ModelPackage", "save_package", "load_package",
+    "weights_sha256",
+]
 
 FORMAT_VERSION = 1
 _META = "mmx_model.json"
@@ -144,3 +147,10 @@ def load_package(folder: str | Path, *, source: str = "") -> ModelPackage:
         raise ModelError(f"{root}: weights do not load into {meta.architecture} ({exc})") from None
     net.eval()
     return ModelPackage(net=net, meta=meta, source=source or str(root))
+
+
+def weights_sha256(folder: str | Path) -> str:
+    """SHA-256 of a model folder's ``weights.pt`` (identifies a model across stores)."""
+    import hashlib
+
+    return hashlib.sha256((Path(folder) / _WEIGHTS).read_bytes()).hexdigest()

@@ -35,13 +35,9 @@ def operating_thresholds(package) -> list[float]:
     ``sigmoid(logit(threshold) - shift)``. Scoring with these makes the test figures at
     the default thresholds describe what users get.
     """
-    from mmx.calibration import default_prior_shift
+    from mmx.calibration import default_thresholds
 
-    meta = package.meta
-    shift = default_prior_shift(meta.training_priors, meta.classes)
-    thr = np.array([meta.thresholds.get(c.abbr, c.threshold) for c in meta.class_objects])
-    logit = np.log(thr / (1 - thr)) - shift
-    return (1.0 / (1.0 + np.exp(-logit))).clip(1e-7, 1 - 1e-7).tolist()
+    return default_thresholds(package.meta, package.meta.classes, raw=True).tolist()
 
 
 def score_shards(package, shard_dir: str | Path, *, batch_size: int = 4,

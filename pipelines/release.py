@@ -10,26 +10,20 @@ the file against its record. The README states the command that made the shipped
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import tempfile
 from pathlib import Path
 
-from mmx.model_package import load_package, save_package
+from mmx.model_package import load_package, save_package, weights_sha256
 from mmx.registry import release_package_dir
 from pipelines.evaluate import evaluate
 from pipelines.params import path, section
 from pipelines.train import calibrate_thresholds
 
-__all__ = ["weights_sha256", "make_release", "main"]
+__all__ = ["make_release", "main"]
 
 log = logging.getLogger("mmx.release")
-
-
-def weights_sha256(folder: str | Path) -> str:
-    """SHA-256 of a model folder's ``weights.pt``."""
-    return hashlib.sha256((Path(folder) / "weights.pt").read_bytes()).hexdigest()
 
 
 def make_release(model_dir: str | Path, *, val_dir: str | Path, test_dir: str | Path,
