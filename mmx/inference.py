@@ -44,11 +44,17 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 def bf16_supported() -> bool:
-    """True when the CPU runs bfloat16 convolutions natively (AVX-512 BF16 or AMX)."""
+    """True when the CPU runs bfloat16 convolutions natively (AVX-512 BF16 or AMX).
+
+    oneDNN's own test (``_is_mkldnn_bf16_supported``) is also true where bf16 is only
+    emulated (any AVX-512BW CPU), which is slower than float32: both must hold.
+    """
     import torch
 
+    from mmx.hardware import native_bf16
+
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        return native_bf16() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from mmx.model_package import load_package, save_package, weights_sha256
 from mmx.registry import release_package_dir
-from pipelines.evaluate import evaluate
+from mmx.calibration import calibrate_thresholds
+from mmx.evaluation import evaluate
 from pipelines.params import path, section
-from pipelines.train import calibrate_thresholds
 
 __all__ = ["make_release", "main"]
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmx.calibration import default_prior_shift, f1_thresholds
+from mmx.calibration import default_prior_shift, f1_thresholds, fpr_thresholds
 from mmx.classes import ABBREVIATIONS, by_abbr
 from mmx.inference import Predictor
 from mmx.metrics import ClassCurves
@@ -23,6 +23,21 @@ def test_f1_threshold_separates_a_clean_split():
     out = f1_thresholds(curves.compute(), classes=["CR", "HCL"])
     assert set(out) == {"CR"}
     assert 1 / (1 + np.exp(3)) < out["CR"] <= 1 / (1 + np.exp(-3))  # positives still flagged
+
+
+def test_fpr_threshold_keeps_the_false_positive_rate_at_target():
+    # 10,000 negatives with logits spread over [-6, 6]; the threshold must flag <= 1 % of them
+    rng = np.random.default_rng(3)
+    curves = ClassCurves(n_classes=1, n_bins=2000, thresholds=[0.5])
+    logits = torch.from_numpy(rng.uniform(-6, 6, size=(1, 1, 100, 100)).astype(np.float32))
+    labels = torch.zeros((1, 100, 100), dtype=torch.int32)
+    curves.update(logits, labels, torch.zeros((1, 100, 100), dtype=torch.uint8))
+    thr = fpr_thresholds(curves.compute(), classes=["CR"], target_fpr=0.01)["CR"]
+    flagged = np.mean(1 / (1 + np.exp(-logits.numpy())) >= thr)
+    assert 0.005 < flagged <= 0.01  # at the target, not far below it (binned curve)
+    looser = fpr_thresholds(curves.compute(), classes=["CR"], target_fpr={"CR": 0.1})["CR"]
+    assert looser < thr
+    assert fpr_thresholds(curves.compute(), classes=["CR"], target_fpr={}) == {}
 
 
 def test_default_prior_shift_matches_the_class_table():

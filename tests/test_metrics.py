@@ -121,7 +121,7 @@ def test_operating_thresholds_act_like_prior_correction():
     from mmx.classes import CLASSES
     from mmx.model_package import ModelMeta, ModelPackage
     from mmx.priors import correct_probabilities
-    from pipelines.evaluate import operating_thresholds
+    from mmx.scoring import operating_thresholds
 
     trained = {c.abbr: 0.02 for c in CLASSES}
     package = ModelPackage(net=None, meta=ModelMeta(architecture="unet", arch_kwargs={},

@@ -152,8 +152,8 @@ def test_datamodule_batches(shard_sets):
 
 
 def test_smoke_fit_tracks_run_and_saves_package(shard_sets, tmp_path):
-    from pipelines.evaluate import evaluate
-    from pipelines.train import train
+    from mmx.evaluation import evaluate
+    from mmx.fit import train
 
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     model_dir, results = tmp_path / "models" / "m", tmp_path / "results"
@@ -226,7 +226,7 @@ def test_smoke_fit_tracks_run_and_saves_package(shard_sets, tmp_path):
 
 
 def test_train_rejects_misaligned_tile_and_bad_choices(shard_sets, tmp_path):
-    from pipelines.train import train
+    from mmx.fit import train
 
     def run(**over):
         train(_cfg(**over), train_dir=shard_sets["train"], val_dir=shard_sets["val"],
@@ -242,7 +242,7 @@ def test_train_rejects_misaligned_tile_and_bad_choices(shard_sets, tmp_path):
 
 
 def test_fit_packages_the_last_weights_with_sparse_validation(shard_sets, tmp_path):
-    from pipelines.train import train
+    from mmx.fit import train
 
     uri = f"sqlite:///{tmp_path / 'db.sqlite'}"
     out = train(_cfg(final_weights="last", val_every_n_epochs=2, max_epochs=3,
