@@ -14,9 +14,8 @@ priors (exactly as ``mmx predict`` sees them by default), either
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np

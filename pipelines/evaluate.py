@@ -1,4 +1,4 @@
-"""Stage ``evaluate``: score the trained package on the held-out test split (:mod:`mmx.evaluation`)."""
+"""Stage ``evaluate``: score the trained package on the test split (:mod:`mmx.evaluation`)."""
 
 from __future__ import annotations
 

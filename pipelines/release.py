@@ -15,10 +15,10 @@ import logging
 import tempfile
 from pathlib import Path
 
-from mmx.model_package import load_package, save_package, weights_sha256
-from mmx.registry import release_package_dir
 from mmx.calibration import calibrate_thresholds
 from mmx.evaluation import evaluate
+from mmx.model_package import load_package, save_package, weights_sha256
+from mmx.registry import release_package_dir
 from pipelines.params import path, section
 
 __all__ = ["make_release", "main"]

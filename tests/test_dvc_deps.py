@@ -1,4 +1,4 @@
-"""Every DVC stage lists as deps each project file its script imports, so `dvc repro` cannot go stale."""
+"""Each DVC stage lists every project file its script imports: `dvc repro` never goes stale."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def _imported_modules(file: Path) -> set[str]:
 
 
 def import_closure(script: Path) -> set[Path]:
-    """The project files ``script`` runs: itself and every project module it imports, transitively."""
+    """The project files ``script`` runs: itself and every project module it imports."""
     seen: set[Path] = set()
     todo = [script]
     while todo:

@@ -6,7 +6,8 @@ from mmx import hardware
 from mmx.errors import ConfigError
 
 ZEN3 = "model name\t: AMD EPYC 7B13\nflags\t\t: fpu sse4_2 avx avx2 fma\n"
-ZEN4 = "model name\t: AMD EPYC 9B14\nflags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512bw avx512_bf16\n"
+ZEN4 = ("model name\t: AMD EPYC 9B14\n"
+        "flags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512bw avx512_bf16\n")
 ARM = "Features\t: fp asimd sve bf16\nCPU part\t: 0xd4f\n"
 
 
