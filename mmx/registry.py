@@ -4,6 +4,13 @@ A model reaches users by an alias (``production`` by default) on a version of th
 registered model ``mmx``. Versions carry tags: git commit, data hash, and key metrics.
 ``resolve_model`` turns what a user types (a registry URI, a local folder, or nothing)
 into a loaded :class:`~mmx.model_package.ModelPackage`.
+
+Serving does not import MLflow: on the project's sqlite store the alias is read with
+``sqlite3`` (a millisecond) and the version it names is loaded from a verified local copy
+(:mod:`mmx.model_cache`, keyed by version and weights hash, refreshed when the alias
+moves); a version whose copy is missing is copied from the store's artifact folder, or
+downloaded through MLflow when the artifacts are elsewhere. Other stores (a tracking
+server) are asked through the MLflow client, and still served from the cache.
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmx import model_cache
 from mmx.errors import ModelError
+from mmx.model_cache import CacheRecord
 from mmx.model_package import ModelPackage, load_package, save_package
 from mmx.tracking import (
     EXPERIMENT_NAME,
@@ -229,42 +238,151 @@ def _parse_models_uri(spec: str) -> tuple[str, str | None, str | None]:
     return name, version, None
 
 
-def _from_registry(spec: str, tracking_uri: str | None) -> ModelPackage:
+def _sqlite_file(uri: str) -> Path | None:
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///"))
+
+
+def _read_version_sqlite(uri: str, name: str, version: str | None,
+                         alias: str | None) -> CacheRecord | None | bool:
+    """The version an alias (or number) names, read from a sqlite store with ``sqlite3``.
+
+    Returns a :class:`~mmx.model_cache.CacheRecord`; ``False`` when the store answers
+    that there is no such alias/version (or no store file); None when this store cannot be
+    read this way (another backend, an unknown schema): the caller then asks MLflow.
+    """
+    import sqlite3
+
+    db = _sqlite_file(uri)
+    if db is None:
+        return None
+    if not db.is_file():
+        return False
+    try:
+        con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+    except sqlite3.Error:
+        return None
+    try:
+        cols = {r[1] for r in con.execute("PRAGMA table_info(model_versions)")}
+        ws = " AND a.workspace = v.workspace" if "workspace" in cols else ""
+        query = ("SELECT v.version, v.run_id, v.storage_location, v.status "
+                 "FROM model_versions v ")
+        if alias is not None:
+            query += ("JOIN registered_model_aliases a ON a.name = v.name AND "
+                      f"a.version = v.version{ws} WHERE a.name = ? AND a.alias = ?")
+            args = (name, alias)
+        else:
+            query += "WHERE v.name = ? AND v.version = ?"
+            args = (name, int(version))
+        rows = con.execute(query, args).fetchall()
+    except (sqlite3.Error, ValueError):
+        return None
+    finally:
+        con.close()
+    if len(rows) != 1:
+        return False if not rows else None
+    ver, run_id, location, status = rows[0]
+    if status not in (None, "READY") or not location:
+        return None
+    return CacheRecord(uri, name, int(ver), run_id or "", str(location))
+
+
+def _local_artifacts(location: str) -> Path | None:
+    """The folder of a ``file://`` (or plain path) storage location, if it is on this machine."""
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(location)
+    if parsed.scheme not in ("", "file") or parsed.netloc not in ("", "localhost"):
+        return None
+    folder = Path(unquote(parsed.path))
+    return folder if folder.is_dir() else None
+
+
+def _package_root(folder: Path) -> Path | None:
+    found = sorted(folder.rglob("mmx_model.json"))
+    return found[0].parent if found else None
+
+
+def _fetch_into_cache(spec: str, record: CacheRecord) -> Path:
+    """Copy version ``record`` from the store into the cache (MLflow only if remote)."""
+    local = _local_artifacts(record.storage_location)
+    root = _package_root(local) if local is not None else None
+    if root is not None:
+        return model_cache.store(record, root)
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    client, uri = _client(tracking_uri)
-    name, version, alias = _parse_models_uri(spec)
+    _client(record.tracking_uri)
+    dest = Path(tempfile.mkdtemp(prefix="mmx-model-"))
+    try:
+        got = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{record.name}/{record.version}", dst_path=str(dest),
+            tracking_uri=record.tracking_uri)
+        root = _package_root(Path(got))
+        if root is None:
+            raise ModelError(f"{spec}: version {record.version} holds no mmx model package")
+        return model_cache.store(record, root)
+    except (MlflowException, OSError) as exc:
+        raise ModelError(f"{spec}: version {record.version} is registered but its files "
+                         f"cannot be read ({exc})") from None
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
+
+
+def _record_from_mlflow(spec: str, uri: str, name: str, version: str | None,
+                        alias: str | None) -> CacheRecord:
+    from mlflow.exceptions import MlflowException
+
+    client, uri = _client(uri)
     try:
         mv = (client.get_model_version_by_alias(name, alias) if alias
               else client.get_model_version(name, version))
     except MlflowException:
-        versions = list_versions(name, tracking_uri=uri)
-        have = "; ".join(f"v{v.version}" + (f" @{','.join(v.aliases)}" if v.aliases else "")
-                         for v in versions) or "no registered versions"
-        raise ModelError(f"{spec}: not found in {uri} ({have}); run `make run` to train and "
-                         "register one, or pass --model") from None
-    dest = Path(tempfile.mkdtemp(prefix="mmx-model-"))
-    try:
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{name}/{mv.version}", dst_path=str(dest), tracking_uri=uri)
-        package = load_package(local, source=spec)  # reads everything into memory
-    except (MlflowException, OSError) as exc:
-        raise ModelError(f"{spec}: version {mv.version} is registered but its files cannot "
-                         f"be read ({exc})") from None
-    finally:
-        shutil.rmtree(dest, ignore_errors=True)
-    package.registry = {"name": name, "version": int(mv.version), "alias": alias or "",
-                        "run_id": mv.run_id or "", "tracking_uri": uri}
+        _not_found(spec, uri, name)
+    location = getattr(mv, "storage_location", None) or mv.source or ""
+    return CacheRecord(uri, name, int(mv.version), mv.run_id or "", str(location))
+
+
+def _not_found(spec: str, uri: str, name: str):
+    versions = list_versions(name, tracking_uri=uri)
+    have = "; ".join(f"v{v.version}" + (f" @{','.join(v.aliases)}" if v.aliases else "")
+                     for v in versions) or "no registered versions"
+    raise ModelError(f"{spec}: not found in {uri} ({have}); run `make run` to train and "
+                     "register one, or pass --model") from None
+
+
+def _from_registry(spec: str, tracking_uri: str | None) -> ModelPackage:
+    """Load a registered version through the local cache (:mod:`mmx.model_cache`).
+
+    On a sqlite store the alias is read with ``sqlite3`` and a cached version is loaded
+    without importing MLflow at all; MLflow is used only for other stores, or to fetch a
+    version whose artifacts are not on this machine.
+    """
+    uri = tracking_uri or default_tracking_uri()
+    name, version, alias = _parse_models_uri(spec)
+    record = _read_version_sqlite(uri, name, version, alias)
+    if record is False:
+        _not_found(spec, uri, name)
+    if record is None:
+        record = _record_from_mlflow(spec, uri, name, version, alias)
+    folder = model_cache.lookup(record)
+    if folder is None:
+        folder = _fetch_into_cache(spec, record)
+    package = load_package(folder, source=spec)
+    package.registry = {"name": name, "version": record.version, "alias": alias or "",
+                        "run_id": record.run_id, "tracking_uri": uri,
+                        "cache": str(folder)}
     return package
 
 
 def _has_alias(name: str, alias: str, tracking_uri: str | None) -> bool:
+    uri = tracking_uri or default_tracking_uri()
+    found = _read_version_sqlite(uri, name, None, alias)
+    if found is not None:
+        return found is not False
     from mlflow.exceptions import MlflowException
 
-    uri = tracking_uri or default_tracking_uri()
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-        return False
     client, _ = _client(uri)
     try:
         client.get_model_version_by_alias(name, alias)

@@ -29,6 +29,7 @@ def real_dir() -> Path:
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch, tmp_path):
-    """No test may touch the project's MLflow store or send analytics."""
+    """No test may touch the MLflow store or model cache of the project or user; no analytics."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    monkeypatch.setenv("MMX_CACHE_DIR", str(tmp_path / "mmx-cache"))
     monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
