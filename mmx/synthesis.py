@@ -61,6 +61,7 @@ __all__ = [
     "SynthesisConfig",
     "split_by_field",
     "synthesize_sample",
+    "variants_per_cutout",
     "synthesize",
     "demo_clean_samples",
     "save_preview",
@@ -103,6 +104,10 @@ class SynthesisConfig:
         Synthesized images per clean cutout, per split.
     clean_probability : float
         Probability that an image gets no injected contaminant at all.
+    real_fraction : float
+        Share of each split's images drawn on real skies (clean cutouts whose record has
+        ``origin: real``), when the split has both real and simulated cutouts; reached by
+        giving each real cutout more variants (:func:`variants_per_cutout`).
     contaminants : dict
         Per class abbreviation: ``probability`` (that an image gets it) and the
         keyword arguments of its injector (parameter ranges).
@@ -119,6 +124,7 @@ class SynthesisConfig:
                                                            "test": 0.15})
     variants: dict = field(default_factory=lambda: {"train": 2, "val": 1, "test": 1})
     clean_probability: float = 0.05
+    real_fraction: float = 0.0
     contaminants: dict = field(default_factory=dict)
     saturation: dict = field(default_factory=lambda: {"bleed_probability": 0.85,
                                                       "asymmetry": [0.3, 0.7]})
@@ -142,6 +148,9 @@ class SynthesisConfig:
         if not 0.0 <= float(self.clean_probability) <= 1.0:
             raise ConfigError("synthesize.clean_probability must be in [0, 1], "
                               f"got {self.clean_probability}")
+        if not 0.0 <= float(self.real_fraction) < 1.0:
+            raise ConfigError("synthesize.real_fraction must be in [0, 1), "
+                              f"got {self.real_fraction}")
         if int(self.shard_size) < 1:
             raise ConfigError(f"synthesize.shard_size must be >= 1, got {self.shard_size}")
         for abbr, settings in self.contaminants.items():
@@ -459,6 +468,22 @@ def _keep_example(examples: dict, sample: Sample) -> None:
             examples[abbr] = (score, sample)
 
 
+def variants_per_cutout(records: Sequence[Mapping], indices: Sequence[int], *, base: int,
+                        real_fraction: float) -> dict[int, int]:
+    """Images to synthesize from each clean cutout of one split.
+
+    Simulated cutouts get ``base`` each. Real ones (``origin: real``) get as many as make
+    them ``real_fraction`` of the split's images (at least one each); with no simulated
+    or no real cutout, or ``real_fraction`` 0, every cutout gets ``base``.
+    """
+    real = [i for i in indices if records[i].get("origin") == "real"]
+    n_sim = len(indices) - len(real)
+    n_real = base
+    if real and n_sim and real_fraction > 0 and base > 0:
+        n_real = max(1, round(real_fraction / (1.0 - real_fraction) * base * n_sim / len(real)))
+    return {i: (n_real if records[i].get("origin") == "real" else base) for i in indices}
+
+
 def _image_rng(seed: int, split: int, index: int, variant: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), split, index, variant]))
 
@@ -510,7 +535,10 @@ def synthesize(
     assignment = split_by_field(records, fractions=config.split_fractions, rng=split_rng)
     result: dict = {"seed": int(config.seed), "splits": {}}
     examples: dict[str, tuple[tuple, Sample]] = {}
-    total = sum(len(assignment[s]) * int(config.variants[s]) for s in SPLITS)
+    variants = {s: variants_per_cutout(records, assignment[s], base=int(config.variants[s]),
+                                       real_fraction=float(config.real_fraction))
+                for s in SPLITS}
+    total = sum(sum(v.values()) for v in variants.values())
     bar = tqdm(total=total, desc="synthesize", unit="img", disable=not progress)
     for s_index, split in enumerate(SPLITS):
         images_with = np.zeros(N_CLASSES, dtype=np.int64)
@@ -520,7 +548,7 @@ def synthesize(
         try:
             for index in assignment[split]:
                 base = clean[index]
-                for variant in range(int(config.variants[split])):
+                for variant in range(variants[split][index]):
                     rng = _image_rng(config.seed, s_index, index, variant)
                     sample = synthesize_sample(base, rng=rng, config=config)
                     sample.record.update(split=split, clean_index=int(index), variant=variant)
@@ -536,6 +564,8 @@ def synthesize(
         summary = writer.close(seed=int(config.seed), split=split, fields=fields)
         result["splits"][split] = {
             "images": summary["n_images"],
+            "real_images": sum(n for i, n in variants[split].items()
+                               if records[i].get("origin") == "real"),
             "clean_cutouts": len(assignment[split]),
             "fields": len(fields),
             "class_pixels": summary["class_pixels"],

@@ -1,4 +1,4 @@
-"""Stage `clean`: raw exposures (``paths.raw``) to clean labelled cutouts (``paths.clean``).
+"""Stage `clean`: exposures (``paths.raw`` and the real frames of ``paths.real``) to clean cutouts.
 
 Reads the ``clean:`` section of params.yaml; writes the shard set and
 ``results/clean_report.json`` (cutouts kept and rejected by reason, ignored pixels by
@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from mmx.cleaning import CleanConfig, run_clean
+from mmx.cleaning.real_frames import check_no_holdout
 from pipelines.params import path, section
 
 log = logging.getLogger("mmx.clean")
@@ -17,8 +18,9 @@ log = logging.getLogger("mmx.clean")
 
 def main() -> None:
     config = CleanConfig.from_mapping(section("clean"))
-    report = run_clean(path("raw"), path("clean"), report=path("results") / "clean_report.json",
-                       config=config)
+    check_no_holdout(path("real"), section("real").get("holdout") or [])
+    report = run_clean(path("raw"), path("clean"), extra=[path("real")],
+                       report=path("results") / "clean_report.json", config=config)
     log.info("%d cutouts kept, %d rejected in %.1f s", report["cutouts_kept"],
              report["cutouts_rejected"], report["seconds"])
 

@@ -62,6 +62,24 @@ def ensure_raw_data() -> None:
                     ", ".join(sorted(states)))
 
 
+def ensure_real_frames() -> None:
+    """Fill ``paths.real`` with the real training frames listed in ``real.train``.
+
+    They are read from ``$MMX_REAL_DIR``, else ``real.source``; where neither exists the
+    folder is left empty and training uses simulated skies alone.
+    """
+    from mmx.cleaning.real_frames import stage_real_frames
+
+    cfg = load_params()["real"]
+    source = Path(os.environ.get("MMX_REAL_DIR") or (ROOT / cfg["source"])).resolve()
+    if not source.is_dir():
+        log.warning("no real frames at %s (set MMX_REAL_DIR): training on simulated skies only",
+                    source)
+    kept = stage_real_frames(source, path("real"), train=cfg.get("train") or [],
+                             holdout=cfg.get("holdout") or [])
+    log.info("%d real training frame(s) in %s", len(kept), path("real"))
+
+
 def ensure_release_registered() -> None:
     """Import the shipped release model as a registry version; make it production if none is.
 
@@ -91,6 +109,7 @@ def ensure_release_registered() -> None:
 
 def main() -> None:
     ensure_raw_data()
+    ensure_real_frames()
     ensure_release_registered()
     _run(*_dvc("repro"))
     registered = json.loads((path("results") / "registered.json").read_text())

@@ -58,6 +58,9 @@ class CleanConfig:
         Reject a cutout when more of its pixels than this have unknown truth.
     max_saturated_fraction : float
         Reject a cutout when more of its pixels than this are saturated.
+    assumed_noise_e : float
+        Sky noise in electrons assumed for a sky-subtracted frame with no ``GAIN`` key, to
+        set its gain (:mod:`mmx.cleaning.processed`) [e-].
     fwhm_default : float
         FWHM used when neither stars nor the header give one [px].
     min_stars : int
@@ -98,6 +101,7 @@ class CleanConfig:
     repair_radius: int = 2
     max_ignored_fraction: float = 0.05
     max_saturated_fraction: float = 0.05
+    assumed_noise_e: float = 20.0
     fwhm_default: float = 3.0
     min_stars: int = 3
     mesh: int = 64
@@ -111,6 +115,7 @@ class CleanConfig:
     def __post_init__(self) -> None:
         positive = ("size", "stride", "overscan_smooth", "line_block", "line_window",
                     "cr_niter", "repair_radius", "mesh", "shard_size", "workers", "fwhm_default",
+                    "assumed_noise_e",
                     "bbg_smooth", "hp_nsigma", "dp_nsigma", "cr_sigclip", "cr_objlim",
                     "line_nsigma", "bbg_nsigma", "core_nsigma")
         for name in positive:

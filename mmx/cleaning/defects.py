@@ -39,7 +39,8 @@ __all__ = [
 #: Causes of unknown truth, in order of precedence (a pixel counts under its first).
 CAUSES: tuple[str, ...] = (
     "nonfinite", "dead_column", "hot_column", "dead_pixel", "hot_pixel", "cosmic_ray",
-)
+    "padding",
+)  # "padding": mirrored margin of a frame smaller than a cutout (set by the cutting step)
 
 _RING = np.array([[1, 1, 1], [1, 0, 1], [1, 1, 1]], dtype=bool)
 _BOX = np.ones((3, 3), dtype=bool)
@@ -363,7 +364,8 @@ def detect_defects(
     masks = {"nonfinite": nonfinite, "dead_column": dead_col, "hot_column": hot_col,
              "dead_pixel": dead_px, "hot_pixel": hot_px, "cosmic_ray": cr}
     for i in reversed(range(len(CAUSES))):  # first cause in CAUSES wins
-        cause[masks[CAUSES[i]]] = i + 1
+        if CAUSES[i] in masks:
+            cause[masks[CAUSES[i]]] = i + 1
     return Defects(saturated=saturated, cause=cause, sky=sky, noise=noise)
 
 

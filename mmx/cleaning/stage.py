@@ -1,7 +1,8 @@
 """Raw exposures to clean cutouts: one CCD, one exposure, and the whole ``clean`` stage.
 
-For each CCD of each raw exposure (:func:`clean_ccd`): subtract the overscan and trim
-(:mod:`mmx.cleaning.overscan`), find the contaminants already there
+For each CCD of each exposure (:func:`clean_ccd`): subtract the overscan and trim
+(:mod:`mmx.cleaning.overscan`) when the frame is a raw read-out, else characterise the
+processed frame (:mod:`mmx.cleaning.processed`); find the contaminants already there
 (:mod:`mmx.cleaning.defects`), repair the pixels of unknown truth, measure the FWHM.
 Then (:func:`cut_ccd`) cut ``size`` x ``size`` images on a grid, reject those with too
 many pixels of unknown truth or too much saturation, label SAT, BBG and BG
@@ -17,7 +18,7 @@ import logging
 import multiprocessing
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,10 +31,11 @@ from mmx.classes import label_bit
 from mmx.cleaning.config import CleanConfig
 from mmx.cleaning.defects import CAUSES, detect_defects, repair
 from mmx.cleaning.overscan import subtract_overscan
+from mmx.cleaning.processed import characterise, is_raw_layout
 from mmx.cleaning.psf import measure_fwhm
 from mmx.contaminants.background import label_background
 from mmx.errors import InputError
-from mmx.fitsio import is_fits_name, open_fits, read_images
+from mmx.fitsio import is_fits_name, open_fits
 from mmx.shards import Sample, ShardWriter
 
 __all__ = [
@@ -45,6 +47,8 @@ __all__ = [
     "cut_ccd",
     "clean_exposure",
     "find_exposures",
+    "merge_headers",
+    "pad_to",
     "run_clean",
 ]
 
@@ -54,6 +58,10 @@ log = logging.getLogger(__name__)
 REJECT_REASONS: tuple[str, ...] = ("ignored_fraction", "saturated_fraction")
 
 _SAT, _BBG, _BG = label_bit("SAT"), label_bit("BBG"), label_bit("BG")
+_SIMULATED = "mmx surveys simulate"  # ORIGIN of the simulator's files
+#: EXTNAMEs of planes that describe an image rather than show the sky: never cleaned.
+NON_SKY_EXTNAMES = frozenset({"DQ", "BPM", "MASK", "VAR", "IVAR", "ERR", "SIG", "WHT",
+                              "WEIGHT", "EXP", "EXPMAP", "SKYFIT", "SKY", "CTX", "CON"})
 
 
 @dataclass
@@ -104,6 +112,33 @@ def _key(header: fits.Header, key: str, where: str, kind=float):
         raise InputError(f"{where}: {key} = {header[key]!r} is not a valid value") from None
 
 
+def merge_headers(primary: fits.Header | None, header: fits.Header) -> fits.Header:
+    """The exposure's primary keys overridden by the CCD's own; unparsable cards are dropped.
+
+    Real headers carry cards astropy cannot parse (non-ASCII bytes, broken values); a key
+    the cleaning needs is never among them, so they are left out rather than fatal.
+    """
+    merged = fits.Header()
+    for source in (primary, header):
+        for card in (source.cards if source is not None else ()):
+            try:
+                if card.keyword in ("COMMENT", "HISTORY", ""):
+                    continue
+                merged[card.keyword] = card.value
+            except (ValueError, KeyError, fits.VerifyError):
+                continue
+    return merged
+
+
+def _number(header: fits.Header, key: str, default: float = 0.0) -> float:
+    """A numeric header value (numbers written as strings too), else ``default``."""
+    try:
+        value = float(header.get(key, default))
+    except (TypeError, ValueError):
+        return default
+    return value if np.isfinite(value) else default
+
+
 def _header_fwhm(header: fits.Header, pixel_scale: float | None) -> float | None:
     for key in ("FWHM", "PSF_FWHM", "FWHMPIX"):  # [px]
         value = header.get(key)
@@ -150,49 +185,67 @@ def clean_ccd(
         On a missing or invalid header key.
     """
     cfg = config or CleanConfig()
-    merged = fits.Header(primary) if primary is not None else fits.Header()
-    merged.update(header)
-    gain = _key(merged, "GAIN", name)
-    rdnoise_e = _key(merged, "RDNOISE", name)
-    saturate_raw = _key(merged, "SATURATE", name)
-    biassec = _key(merged, "BIASSEC", name, str)
-    datasec = _key(merged, "DATASEC", name, str)
-    if gain <= 0:
-        raise InputError(f"{name}: GAIN = {gain} must be > 0 e-/ADU")
-    ov = subtract_overscan(raw, biassec=biassec, datasec=datasec, smooth=cfg.overscan_smooth,
-                           name=name)
-    read_noise = rdnoise_e / gain
-    defects = detect_defects(ov.image, ov.raw, saturate=saturate_raw, bias=ov.bias, gain=gain,
+    merged = merge_headers(primary, header)
+    raw = np.asarray(raw, dtype=np.float32)
+    if is_raw_layout(merged, raw.shape):
+        gain = _key(merged, "GAIN", name)
+        rdnoise_e = _key(merged, "RDNOISE", name)
+        saturate_raw = _key(merged, "SATURATE", name)
+        if gain <= 0:
+            raise InputError(f"{name}: GAIN = {gain} must be > 0 e-/ADU")
+        ov = subtract_overscan(raw, biassec=str(merged["BIASSEC"]),
+                               datasec=str(merged["DATASEC"]), smooth=cfg.overscan_smooth,
+                               name=name)
+        read_noise = rdnoise_e / gain
+        image, trimmed, bias, overscan_noise = ov.image, ov.raw, ov.bias, ov.noise
+        layout, sources = "raw", {}
+    else:  # processed: no overscan in the array; figures from the header or the pixels
+        try:
+            ch = characterise(raw, merged, mesh=cfg.mesh, assumed_noise_e=cfg.assumed_noise_e)
+        except InputError as exc:
+            raise InputError(f"{name}: {exc}") from None
+        gain, read_noise, saturate_raw = ch.gain, ch.read_noise, ch.saturate
+        bias, overscan_noise = ch.pedestal, ch.read_noise
+        trimmed, image = raw, raw - np.float32(ch.pedestal)
+        layout = "sky-subtracted" if ch.sky_subtracted else "processed"
+        sources = ch.sources
+    defects = detect_defects(image, trimmed, saturate=saturate_raw, bias=bias, gain=gain,
                              read_noise=read_noise, config=cfg)
-    image = repair(ov.image, defects.ignore, radius=cfg.repair_radius)
+    image = repair(image, defects.ignore, radius=cfg.repair_radius)
     pixel_scale = merged.get("PIXSCAL")
     pixel_scale = float(pixel_scale) if isinstance(pixel_scale, int | float) else None
-    saturate = saturate_raw - ov.bias
+    saturate = saturate_raw - bias
+    # the header's seeing first (the observatory measured it on many stars); else our own
+    # measure on the CCD's stars; else the default
     fwhm, n_stars = measure_fwhm(image, sky=defects.sky, noise=defects.noise,
                                  exclude=defects.ignore | defects.saturated, saturate=saturate)
     source = "stars"
-    if fwhm is None or n_stars < cfg.min_stars:
-        fwhm, source = _header_fwhm(merged, pixel_scale), "header"
-        if fwhm is None:
-            fwhm, source = cfg.fwhm_default, "default"
+    header_fwhm = _header_fwhm(merged, pixel_scale)
+    if header_fwhm is not None:
+        fwhm, source = header_fwhm, "header"
+    elif fwhm is None or n_stars < cfg.min_stars:
+        fwhm, source = cfg.fwhm_default, "default"
     spider = merged.get("SPIDANG", 0.0)
     meta = {
         "ccd": str(header.get("EXTNAME") or header.get("CCDNUM") or name),
         "band": str(merged.get("FILTER", "")).strip(),
-        "exptime": float(merged.get("EXPTIME", 0.0)),
+        "exptime": _number(merged, "EXPTIME"),
         "gain": gain,
         "read_noise": read_noise,
         "saturate": float(saturate),
-        "bias": ov.bias,
-        "overscan_noise": ov.noise,
+        "bias": float(bias),
+        "overscan_noise": float(overscan_noise),
+        "layout": layout,
+        "estimated": sorted(k for k, v in sources.items() if v != "header"),
         "fwhm": float(fwhm),
         "fwhm_source": source,
         "n_stars": int(n_stars),
         "pixel_scale": pixel_scale,
         "spider_angle": float(spider) if isinstance(spider, int | float) else 0.0,
         "telescope": str(merged.get("TELESCOP", "")).strip(),
-        "mjd": float(merged.get("MJD-OBS", 0.0)),
-        "airmass": float(merged.get("AIRMASS", 0.0)),
+        "mjd": _number(merged, "MJD-OBS"),
+        "airmass": _number(merged, "AIRMASS"),
+        "origin": "simulated" if merged.get("ORIGIN") == _SIMULATED else "real",
     }
     return CleanCCD(image=image, saturated=defects.saturated, cause=defects.cause,
                     sky=defects.sky, noise=defects.noise, meta=meta)
@@ -211,6 +264,27 @@ def grid_origins(shape: tuple[int, int], *, size: int, stride: int) -> list[tupl
         return [offset + i * stride for i in range(count)]
 
     return [(y, x) for y in axis(shape[0]) for x in axis(shape[1])]
+
+
+_PADDING = CAUSES.index("padding") + 1
+
+
+def pad_to(ccd: CleanCCD, size: int) -> CleanCCD:
+    """Mirror a CCD smaller than ``size`` up to it; the margin's truth is unknown (padding).
+
+    Axes already at least ``size`` long are left alone; an axis shorter than ``size / 2``
+    cannot be mirrored and is left too (no cutout fits it).
+    """
+    ny, nx = ccd.image.shape
+    pads = [(0, 0) if n >= size or 2 * n < size else ((size - n) // 2, size - n - (size - n) // 2)
+            for n in (ny, nx)]
+    if pads == [(0, 0), (0, 0)]:
+        return ccd
+    cause = np.pad(ccd.cause, pads, mode="constant", constant_values=_PADDING)
+    return CleanCCD(image=np.pad(ccd.image, pads, mode="symmetric"),
+                    saturated=np.pad(ccd.saturated, pads, mode="constant"), cause=cause,
+                    sky=np.pad(ccd.sky, pads, mode="symmetric"),
+                    noise=np.pad(ccd.noise, pads, mode="symmetric"), meta=ccd.meta)
 
 
 def cut_ccd(ccd: CleanCCD, *, config: CleanConfig | None = None,
@@ -235,7 +309,7 @@ def cut_ccd(ccd: CleanCCD, *, config: CleanConfig | None = None,
     """
     cfg = config or CleanConfig()
     size = cfg.size
-    n_pix = size * size
+    ccd = pad_to(ccd, size)
     for y0, x0 in grid_origins(ccd.image.shape, size=size, stride=cfg.stride):
         region = (slice(y0, y0 + size), slice(x0, x0 + size))
         cause = ccd.cause[region]
@@ -243,8 +317,9 @@ def cut_ccd(ccd: CleanCCD, *, config: CleanConfig | None = None,
         sat = ccd.saturated[region]
         hist = np.bincount(cause.ravel(), minlength=len(CAUSES) + 1)
         ignored = {c: int(hist[i + 1]) for i, c in enumerate(CAUSES)}
+        n_pix = size * size - ignored["padding"]  # pixels of the frame itself
         reason = None
-        if ignore.sum() > cfg.max_ignored_fraction * n_pix:
+        if ignore.sum() - ignored["padding"] > cfg.max_ignored_fraction * n_pix:
             reason = "ignored_fraction"
         elif sat.sum() > cfg.max_saturated_fraction * n_pix:
             reason = "saturated_fraction"
@@ -270,8 +345,10 @@ def cut_ccd(ccd: CleanCCD, *, config: CleanConfig | None = None,
             "fwhm": meta["fwhm"], "fwhm_source": meta["fwhm_source"],
             "pixel_scale": meta["pixel_scale"], "spider_angle": meta["spider_angle"],
             "overscan_noise": meta["overscan_noise"], "bias": meta["bias"],
+            "origin": meta["origin"], "layout": meta["layout"], "estimated": meta["estimated"],
             "telescope": meta["telescope"], "mjd": meta["mjd"], "airmass": meta["airmass"],
             "ignored_fraction": float(ignore.mean()), "saturated_fraction": float(sat.mean()),
+            "padded_fraction": ignored["padding"] / (size * size),
             "ignored": ignored,
         }
         sample = Sample(image=image, labels=labels, ignore=ignore.astype(np.uint8), record=rec)
@@ -302,17 +379,49 @@ def clean_exposure(path: str | Path, *, config: CleanConfig | None = None,
         If the file cannot be read or a CCD lacks a required header key.
     """
     path = Path(path)
-    with open_fits(path) as hdul:
-        primary = hdul[0].header.copy()
     exposure = path.name
     for suffix in (".fz", ".gz", ".fits", ".fit", ".fts"):
         exposure = exposure.removesuffix(suffix)
-    inst = instrument or str(primary.get("INSTRUME", "")).strip() or path.parent.name
-    for img in read_images(path):
-        ccd = clean_ccd(img.data, img.header, config=config, primary=primary, name=str(img))
-        results = list(cut_ccd(ccd, config=config,
-                               record={"instrument": inst, "exposure": exposure}))
-        yield ccd, results
+    with open_fits(path) as hdul:
+        primary = hdul[0].header.copy()
+        inst = instrument or str(primary.get("INSTRUME", "")).strip() or path.parent.name
+        for name, header, data in _sky_planes(path, hdul):
+            ccd = clean_ccd(data, header, config=config, primary=primary, name=name)
+            results = list(cut_ccd(ccd, config=config,
+                                   record={"instrument": inst, "exposure": exposure}))
+            yield ccd, results
+
+
+def _sky_planes(path: Path, hdul: fits.HDUList) -> Iterator[tuple[str, fits.Header, np.ndarray]]:
+    """Every sky image of a file: 2-D image HDUs and each plane of a cube of chips.
+
+    Quality, variance and weight planes (:data:`NON_SKY_EXTNAMES`) are skipped. Yields
+    ``(name, header, float32 data)``; integer ``BLANK`` pixels become NaN.
+    """
+    for index, hdu in enumerate(hdul):
+        if not isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU | fits.CompImageHDU):
+            continue
+        extname = str(hdu.header.get("EXTNAME", "")).strip().upper()
+        if extname in NON_SKY_EXTNAMES or hdu.header.get("NAXIS", 0) not in (2, 3):
+            continue
+        try:
+            raw = hdu.data
+        except (OSError, ValueError, TypeError) as exc:
+            raise InputError(f"{path}[{index}]: cannot read image data ({exc})") from None
+        if raw is None:
+            continue
+        planes = [raw] if raw.ndim == 2 else list(raw)
+        for k, plane in enumerate(planes):
+            data = np.array(plane, dtype=np.float32)
+            blank = hdu.header.get("BLANK")
+            if blank is not None and np.issubdtype(plane.dtype, np.integer):
+                data[plane == blank] = np.nan
+            data[~np.isfinite(data)] = np.nan
+            where = f"{path}[{index}]" + (f" plane {k}" if raw.ndim == 3 else "")
+            header = hdu.header.copy()
+            if raw.ndim == 3:
+                header["EXTNAME"] = f"{extname or index}.{k}"
+            yield where, header, data
 
 
 def find_exposures(raw: str | Path) -> list[tuple[str, Path]]:
@@ -367,15 +476,19 @@ def run_clean(
     raw: str | Path,
     out: str | Path,
     *,
+    extra: Sequence[str | Path] = (),
     report: str | Path | None = None,
     config: CleanConfig | None = None,
 ) -> dict:
-    """Run the ``clean`` stage: every raw exposure under ``raw`` to a shard set ``out``.
+    """Run the ``clean`` stage: every exposure under ``raw`` (and ``extra``) to a shard set.
 
     Parameters
     ----------
     raw : str or pathlib.Path
-        Folder of raw exposures, ``<instrument>/<exposure>.fits.fz``.
+        Folder of exposures, ``<instrument>/<exposure>.fits.fz`` (raw or processed frames).
+    extra : sequence of str or pathlib.Path
+        More folders laid out the same way (the real frames of ``paths.real``); one that
+        holds no FITS file is skipped.
     out : str or pathlib.Path
         Shard set to write (replaced atomically).
     report : str or pathlib.Path, optional
@@ -396,6 +509,9 @@ def run_clean(
     """
     cfg = config or CleanConfig()
     exposures = find_exposures(raw)
+    for folder in extra:
+        if any(is_fits_name(p) for p in Path(folder).rglob("*")):
+            exposures += find_exposures(folder)
     stats: dict[str, dict] = {}
     start = time.perf_counter()
     writer = ShardWriter(out, shard_size=cfg.shard_size)

@@ -319,8 +319,53 @@ _HSC = Instrument(
     site_altitude=4139.0,
 )
 
+# A space imager in the manner of HST WFPC2's Wide Field cameras (Holtzman et al. 1995,
+# PASP 107, 156; WFPC2 Instrument Handbook): 2.4 m aperture, 0.1"/px, so the diffraction-
+# limited PSF (FWHM ~0.08-0.13" from 600 to 900 nm) is *undersampled*, ~1 px: the hardest
+# case for telling a cosmic ray from a star. Thin (~15 um) front-illuminated CCDs, 15 um
+# pixels; gain 7 e-/ADU, read noise 5 e-, a 12-bit ADC (4095), low-Earth-orbit cosmic-ray
+# rate ~1.5 /cm^2/s. The CCD here is 2048 x 2048 (WFPC2's are 800 x 800) so the simulated
+# survey holds as many undersampled cutouts as ground-based ones. Zero points: WFPC2
+# F606W/F814W photometric zero points for 1 e-/s (~24.7/23.9 AB after the gain). Sky:
+# zodiacal light, faint. No atmosphere: "seeing" is the diffraction core, with a small
+# scatter for focus breathing; the simulator's airmass term broadens it a little, which
+# only widens the range of PSFs drawn. 4-vane spider.
+_SPACE = Instrument(
+    name="SpaceCam",
+    telescope="2.4-m space telescope",
+    mirror_diameter=2.4,
+    pixel_scale=0.1,
+    pixel_size=15.0,
+    thickness=15.0,
+    ccd_shape=(2048, 2048),
+    n_ccds=4,
+    prescan=0,
+    overscan=14,
+    overscan_rows=0,
+    gain=7.0,
+    read_noise=5.0,
+    bias=310.0,
+    full_well=53_000.0,
+    adc_max=4095,
+    bands=_bands(
+        Band("F606W", "F606W", 24.75, 22.9, 0.0, 600.0),
+        Band("F814W", "F814W", 23.95, 22.6, 0.0, 800.0),
+    ),
+    seeing_median=0.105,
+    seeing_sigma=0.08,
+    psf_beta=2.5,
+    flat_pixel_rms=0.004,
+    flat_large_scale=0.02,
+    cosmic_ray_rate=1.5,
+    n_spider_vanes=4,
+    spider_angle=45.0,
+    rotates_pupil=True,
+    ccd_gap=(40, 40),
+    site_altitude=540_000.0,
+)
+
 INSTRUMENTS: Mapping[str, Instrument] = MappingProxyType(
-    {i.name: i for i in (_DECAM, _MEGACAM, _HSC)}
+    {i.name: i for i in (_DECAM, _MEGACAM, _HSC, _SPACE)}
 )
 
 

@@ -79,6 +79,8 @@ DEFAULT_SURVEY: dict = {
                     "star_density": [3000, 30000, 1000]},
         "HSC": {"bands": ["i", "r", "z", "g"], "exptimes": [200, 150, 120, 150],
                 "star_density": [10000, 100000, 3000]},
+        "SpaceCam": {"bands": ["F814W", "F606W"], "exptimes": [500, 1200],
+                     "star_density": [300000, 3000, 3000000]},
     },
 }
 
