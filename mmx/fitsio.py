@@ -1,22 +1,35 @@
 """Reading FITS images in every form users hand them over, and writing FITS atomically.
 
 Accepted inputs: a FITS file (``.fits``, ``.fit``, ``.fts``, optionally ``.fz`` tile
-compressed or ``.gz``), ``file.fits[N]`` for one HDU, a directory (its FITS files, sorted),
-and a ``.list`` text file of such paths (one per line, ``#`` comments, relative paths
-taken from the list's folder).
+compressed or ``.gz``), one HDU of it by index or name (``file.fits[N]``,
+``file.fits[SCI]``, ``file.fits[SCI,2]`` for ``EXTNAME``/``EXTVER``), a directory (its FITS
+files, sorted) and a ``.list`` text file of such paths (one per line, ``#`` comments,
+relative paths taken from the list's folder). Files named ``*.mask.fits`` (mmx's own
+outputs) are never inputs.
+
+Which HDUs are masked: every 2-D image HDU with data, except the data-quality, error,
+variance and weight planes of calibrated products (``EXTNAME`` in :data:`AUX_EXTNAMES`, or
+starting with ``VAR``), which are copied unless selected by index or name.
 
 Image data always come back as native-endian float32. Non-finite pixels (NaN, Inf) and
 integer ``BLANK`` pixels become NaN and are never silently turned into signal: callers
-see them through :attr:`FitsImage.bad`.
+see them through :attr:`FitsImage.bad`. Headers come back as clean copies: cards astropy
+cannot parse or write (non-ASCII bytes, NUL, unparsable values) are dropped and named in
+:attr:`FitsImage.dropped`. Every failure is one :class:`~mmx.errors.InputError` naming the
+file and HDU, what was wrong and what was expected.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import re
+import socket
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,30 +39,76 @@ from mmx.errors import InputError
 
 __all__ = [
     "FITS_SUFFIXES",
+    "MASK_SUFFIX",
+    "AUX_EXTNAMES",
     "InputSpec",
     "FitsImage",
     "is_fits_name",
+    "is_mask_name",
+    "parse_input",
     "expand_inputs",
     "read_images",
     "open_fits",
     "is_image_hdu",
+    "is_auxiliary_hdu",
+    "clean_header",
+    "hdu_label",
     "write_fits_atomic",
+    "describe_os_error",
 ]
 
 FITS_SUFFIXES: tuple[str, ...] = (".fits", ".fit", ".fts")
+MASK_SUFFIX = ".mask.fits"  #: suffix of mmx's outputs, never taken as inputs
+#: EXTNAMEs of data-quality, error, variance, weight and context planes (HST, JWST, DECam
+#: community pipeline, Rubin): copied into the mask file, not masked, unless selected
+AUX_EXTNAMES: frozenset[str] = frozenset({
+    "DQ", "ERR", "ERROR", "SIGMA", "RMS", "NOISE", "VAR", "VARIANCE", "IVAR", "INVVAR",
+    "WHT", "WEIGHT", "WGT", "MASK", "BPM", "BADPIX", "FLAGS", "EXP", "EXPMAP", "CTX", "CON",
+    "SAMP", "TIME", "AREA", "DQF",
+})
 _COMPRESSED = (".fz", ".gz")
-_HDU_SELECTOR = re.compile(r"^(?P<path>.+)\[(?P<hdu>\d+)\]$")
+_SELECTOR = re.compile(r"^(?P<path>.+)\[(?P<sel>[^\[\]]*)\]$")
+_EXTNAME = re.compile(r"^[A-Za-z_][\w.\-]*$")
+_PART = ".part"
 
 
 @dataclass(frozen=True)
 class InputSpec:
-    """One input: a FITS file and optionally a single HDU index in it."""
+    """One input: a FITS file and optionally one HDU of it, by index or by name.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The file.
+    hdu : int or None
+        0-based HDU index (``file.fits[N]``).
+    extname, extver : str or None, int or None
+        HDU by ``EXTNAME`` (case-insensitive) and optionally ``EXTVER``
+        (``file.fits[SCI]``, ``file.fits[SCI,2]``).
+    """
 
     path: Path
     hdu: int | None = None
+    extname: str | None = None
+    extver: int | None = None
+
+    @property
+    def selector(self) -> str | None:
+        """What is between the brackets (``"3"``, ``"SCI"``, ``"SCI,2"``), or None."""
+        if self.hdu is not None:
+            return str(self.hdu)
+        if self.extname is not None:
+            return self.extname + (f",{self.extver}" if self.extver is not None else "")
+        return None
+
+    @property
+    def selected(self) -> bool:
+        """True when one HDU is selected."""
+        return self.selector is not None
 
     def __str__(self) -> str:
-        return f"{self.path}[{self.hdu}]" if self.hdu is not None else str(self.path)
+        sel = self.selector
+        return f"{self.path}[{sel}]" if sel is not None else str(self.path)
 
 
 @dataclass
@@ -61,17 +120,20 @@ class FitsImage:
     data : numpy.ndarray
         2-D native float32 pixels; NaN where the input was NaN, Inf or BLANK.
     header : astropy.io.fits.Header
-        The HDU's own header, WCS included, unmodified.
+        A clean copy of the HDU's own header, WCS included.
     index : int
         HDU index in the file.
     path : pathlib.Path
         File the image came from.
+    dropped : list of str
+        Keywords of header cards that could not be parsed or written and were left out.
     """
 
     data: np.ndarray
     header: fits.Header
     index: int
     path: Path
+    dropped: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -97,18 +159,44 @@ def is_fits_name(path: str | Path) -> bool:
     return name.endswith(FITS_SUFFIXES)
 
 
-def _split_selector(text: str) -> InputSpec:
-    match = _HDU_SELECTOR.match(text)
-    if match:
-        return InputSpec(Path(match["path"]), int(match["hdu"]))
-    return InputSpec(Path(text))
+def is_mask_name(path: str | Path) -> bool:
+    """True for a name mmx gives its outputs (``*.mask.fits``, compressed or not)."""
+    name = Path(path).name.lower()
+    for comp in _COMPRESSED:
+        name = name.removesuffix(comp)
+    return name.endswith(MASK_SUFFIX)
+
+
+def parse_input(text: str | Path) -> InputSpec:
+    """Split ``file.fits[N]``, ``file.fits[NAME]`` or ``file.fits[NAME,VER]`` into a spec.
+
+    Raises
+    ------
+    InputError
+        For an empty or malformed selector.
+    """
+    text = str(text)
+    match = _SELECTOR.match(text)
+    if not match:
+        return InputSpec(Path(text))
+    path, sel = Path(match["path"]), match["sel"].strip()
+    if sel.isdigit():
+        return InputSpec(path, hdu=int(sel))
+    name, _, ver = (part.strip() for part in sel.partition(","))
+    if _EXTNAME.match(name) and (not ver or ver.isdigit()):
+        return InputSpec(path, extname=name.upper(), extver=int(ver) if ver else None)
+    raise InputError(f"{text}: HDU selector [{sel}] is not valid; expected [N] (0-based index), "
+                     "[EXTNAME] or [EXTNAME,EXTVER], e.g. [1], [SCI] or [SCI,2]")
 
 
 def _read_list(path: Path) -> list[str]:
     try:
         lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read list file ({exc})") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: list file is not text (undecodable bytes); expected one "
+                         "FITS path per line") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read list file ({describe_os_error(exc)})") from None
     out = []
     for line in lines:
         entry = line.split("#", 1)[0].strip()
@@ -116,115 +204,350 @@ def _read_list(path: Path) -> list[str]:
             candidate = Path(entry)
             out.append(str(candidate if candidate.is_absolute() else path.parent / candidate))
     if not out:
-        raise InputError(f"{path}: list file names no input")
+        raise InputError(f"{path}: list file names no input; expected one FITS path per line")
     return out
 
 
-def expand_inputs(paths: Iterable[str | Path]) -> list[InputSpec]:
-    """Expand files, ``file[N]``, directories and ``.list`` files into input specs.
+def expand_inputs(
+    paths: Iterable[str | Path], *, errors: list[tuple[str, str]] | None = None,
+    _seen_lists: frozenset[Path] = frozenset(),
+) -> list[InputSpec]:
+    """Expand files, ``file[N]``/``file[NAME]``, directories and ``.list`` files into specs.
 
-    Existence is checked here; FITS validity is checked when a file is read.
+    Existence is checked here; FITS validity is checked when a file is read. mmx's own
+    outputs (``*.mask.fits``) and hidden files in a directory are left out.
+
+    Parameters
+    ----------
+    paths : iterable of str or Path
+        What the user named.
+    errors : list, optional
+        When given, a bad entry (missing file, empty folder, bad selector...) is appended
+        to it as ``(entry, message)`` and expansion goes on with the next entry, also
+        inside ``.list`` files; without it the first bad entry raises.
 
     Raises
     ------
     InputError
-        For a path that does not exist, a directory holding no FITS file, or an
-        empty ``.list`` file.
+        For a path that does not exist, a directory holding no FITS file, an empty or
+        unreadable ``.list`` file, a bad selector, or an mmx mask named as input (only
+        when ``errors`` is None).
     """
     specs: list[InputSpec] = []
     for raw in paths:
-        spec = _split_selector(str(raw))
-        path = spec.path
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and is_fits_name(p))
-            if not found:
-                raise InputError(f"{path}: directory holds no FITS file ({', '.join(FITS_SUFFIXES)}"
-                                 " optionally .fz/.gz)")
-            specs.extend(InputSpec(p) for p in found)
-        elif path.suffix.lower() == ".list" and spec.hdu is None:
-            if not path.is_file():
-                raise InputError(f"{path}: no such list file")
-            specs.extend(expand_inputs(_read_list(path)))
-        elif path.is_file():
-            specs.append(spec)
-        else:
-            raise InputError(f"{path}: no such file or directory")
+        try:
+            specs.extend(_expand_one(raw, errors, _seen_lists))
+        except InputError as exc:
+            if errors is None:
+                raise
+            errors.append((str(raw), str(exc)))
     return specs
+
+
+def _expand_one(raw, errors, seen_lists) -> list[InputSpec]:
+    spec = parse_input(raw)
+    path = spec.path
+    if path.is_dir() and not spec.selected:
+        found = sorted(p for p in path.iterdir() if is_fits_name(p) and not is_mask_name(p)
+                       and not p.name.startswith(".") and p.is_file())
+        if not found:
+            raise InputError(f"{path}: directory holds no FITS file to mask; expected files "
+                             f"ending in {', '.join(FITS_SUFFIXES)} (optionally .fz/.gz), "
+                             f"other than mmx's own *{MASK_SUFFIX}")
+        return [InputSpec(p) for p in found]
+    if path.suffix.lower() == ".list" and not spec.selected:
+        if not path.is_file():
+            raise InputError(f"{path}: no such list file")
+        key = path.resolve()
+        if key in seen_lists:
+            raise InputError(f"{path}: list file includes itself; expected a list of FITS files")
+        return expand_inputs(_read_list(path), errors=errors, _seen_lists=seen_lists | {key})
+    if is_mask_name(path):
+        raise InputError(f"{spec}: is an mmx mask (name ends in {MASK_SUFFIX}), not an image; "
+                         "rename it to mask it again")
+    if path.is_file():
+        return [spec]
+    if path.is_dir():
+        raise InputError(f"{spec}: is a directory; an HDU selector needs a FITS file")
+    raise InputError(f"{path}: no such file or directory")
+
+
+@contextlib.contextmanager
+def _quiet_astropy():
+    """Silence astropy's logger (non-ASCII replaced by '?') and its verify warnings."""
+    from astropy import log
+
+    level = log.level
+    log.setLevel("ERROR")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+            yield
+    finally:
+        log.setLevel(level)
+
+
+def describe_os_error(exc: OSError) -> str:
+    """A short reason for an OS error, with what to do for the common machine faults."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    hints = {
+        errno.ENOSPC: "free space on the device or choose another --out-dir",
+        errno.EDQUOT: "free quota or choose another --out-dir",
+        errno.EFBIG: "the file size limit of this process or file system was reached",
+        errno.EACCES: "check the permissions",
+        errno.EPERM: "check the permissions",
+        errno.EROFS: "the file system is read-only; choose another --out-dir",
+        errno.ENOENT: "the file or folder vanished while mmx was running",
+    }
+    hint = hints.get(exc.errno or -1)
+    return f"{reason}; {hint}" if hint else reason
 
 
 def open_fits(path: Path) -> fits.HDUList:
     """Open a FITS file read-only, turning every failure into one :class:`InputError`."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a FITS file")
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     try:
-        hdul = fits.open(path, memmap=False, lazy_load_hdus=False)
-    except (OSError, ValueError, TypeError, EOFError) as exc:
-        raise InputError(f"{path}: not a readable FITS file ({exc})") from None
+        size = path.stat().st_size
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({describe_os_error(exc)})") from None
+    if size == 0:
+        raise InputError(f"{path}: file is empty (0 bytes); expected a FITS file")
+    try:
+        with _quiet_astropy():
+            hdul = fits.open(path, memmap=False, lazy_load_hdus=False)
+    except PermissionError as exc:
+        raise InputError(f"{path}: cannot read ({describe_os_error(exc)}); expected a "
+                         "readable FITS file") from None
+    except Exception as exc:  # astropy raises many types on damaged files
+        raise InputError(f"{path}: not a readable FITS file ({_reason(exc)}); expected FITS "
+                         "(a header of 80-character cards starting SIMPLE = T)") from None
     if len(hdul) == 0:
         hdul.close()
         raise InputError(f"{path}: FITS file holds no HDU")
     return hdul
 
 
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if len(text) > 160:
+        text = text[:157] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def is_image_hdu(hdu: fits.hdu.base.ExtensionHDU | fits.PrimaryHDU) -> bool:
-    """True for a primary, image or tile-compressed image HDU holding 2-D data."""
+    """True for a primary, image or tile-compressed image HDU declaring 2-D data."""
     if not isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU | fits.CompImageHDU):
         return False
-    return hdu.header.get("NAXIS", 0) == 2 and hdu.data is not None
+    try:
+        return int(hdu.header.get("NAXIS", 0)) == 2 and hdu.data is not None
+    except Exception:  # damaged data: reported when the pixels are read
+        return int(hdu.header.get("NAXIS", 0) or 0) == 2
+
+
+def is_auxiliary_hdu(hdu) -> bool:
+    """True for a data-quality, error, variance or weight plane (by ``EXTNAME``)."""
+    try:
+        name = str(hdu.header.get("EXTNAME", "")).strip().upper()
+    except Exception:
+        return False
+    return name in AUX_EXTNAMES or name.startswith("VAR")
+
+
+def hdu_label(path: Path | str, index: int, hdu=None) -> str:
+    """``file[i]`` or ``file[i] (EXTNAME)`` for messages."""
+    name = ""
+    if hdu is not None:
+        with contextlib.suppress(Exception):
+            name = str(hdu.header.get("EXTNAME", "")).strip()
+    return f"{path}[{index}]" + (f" ({name})" if name else "")
+
+
+def clean_header(header: fits.Header) -> tuple[fits.Header, list[str]]:
+    """A copy of ``header`` holding only the cards astropy can parse and write.
+
+    Cards with non-ASCII or non-printable bytes, unparsable values or keywords are left out.
+
+    Returns
+    -------
+    header : astropy.io.fits.Header
+        The clean copy.
+    dropped : list of str
+        Keywords of the cards left out (``?`` when even the keyword is unreadable).
+    """
+    clean = fits.Header()
+    dropped: list[str] = []
+    with _quiet_astropy():
+        for card in header.cards:
+            try:
+                new = fits.Card.fromstring(card.image)
+                new.verify("fix")
+                _ = new.value
+                image = new.image
+                if not image.isascii() or not image.isprintable():
+                    raise ValueError("non-printable characters")
+                clean.append(new, end=True)
+            except Exception:
+                try:
+                    dropped.append(str(card.keyword).strip() or "?")
+                except Exception:
+                    dropped.append("?")
+    return clean, dropped
 
 
 def _to_float32(hdu: fits.PrimaryHDU | fits.ImageHDU | fits.CompImageHDU) -> np.ndarray:
     raw = hdu.data
+    if not np.issubdtype(raw.dtype, np.number) or np.iscomplexobj(raw):
+        raise ValueError(f"pixel type {raw.dtype} is not a real number type")
     data = np.asarray(raw, dtype=np.float32)  # native byte order, always a copy or cast
     if data is raw:
         data = data.copy()
     blank = hdu.header.get("BLANK")
     if blank is not None and np.issubdtype(raw.dtype, np.integer):
-        data[raw == blank] = np.nan
-    data[~np.isfinite(data)] = np.nan
+        with contextlib.suppress(TypeError, ValueError, OverflowError):
+            data[raw == int(blank)] = np.nan
+    with np.errstate(invalid="ignore"):
+        data[~np.isfinite(data)] = np.nan
     return data
 
 
-def _iter_images(spec: InputSpec, hdul: fits.HDUList) -> Iterator[FitsImage]:
-    path = spec.path
+def _read_image(spec: InputSpec, hdul: fits.HDUList, index: int) -> FitsImage:
+    hdu = hdul[index]
+    where = hdu_label(spec.path, index, hdu)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with _quiet_astropy():
+                raw = hdu.data
+                shape = None if raw is None else tuple(raw.shape)
+                if raw is not None and len(shape) == 2 and 0 not in shape:
+                    data = _to_float32(hdu)
+    except Exception as exc:
+        raise InputError(f"{where}: cannot read the pixels ({_reason(exc)}); expected "
+                         "image data of the size the header declares") from None
+    truncated = [w for w in caught if "truncated" in str(w.message).lower()]
+    if truncated:
+        note = " ".join(str(truncated[0].message).split())
+        raise InputError(f"{where}: file is truncated ({note}); expected the complete file")
+    if raw is None or len(shape) != 2:
+        raise InputError(f"{where}: HDU holds no 2-D image (shape {shape}); expected a 2-D "
+                         "image HDU")
+    if 0 in shape:
+        raise InputError(f"{where}: image has a zero-length axis (NAXIS1={shape[1]}, "
+                         f"NAXIS2={shape[0]}); expected at least 1 pixel on each axis")
+    header, dropped = clean_header(hdu.header)
+    return FitsImage(data, header, index, spec.path, dropped)
+
+
+def _select_index(spec: InputSpec, hdul: fits.HDUList) -> int:
     if spec.hdu is not None:
         if spec.hdu >= len(hdul):
             raise InputError(f"{spec}: HDU {spec.hdu} does not exist; the file has "
                              f"{len(hdul)} HDU(s), numbered 0 to {len(hdul) - 1}")
-        hdu = hdul[spec.hdu]
+        return spec.hdu
+    matches, names = [], []
+    for index, hdu in enumerate(hdul):
+        try:
+            name = str(hdu.header.get("EXTNAME", "")).strip().upper()
+            ver = int(hdu.header.get("EXTVER", 1))
+        except Exception:
+            continue
+        names.append(f"{name},{ver}" if name else f"{index}")
+        if name == spec.extname and (spec.extver is None or ver == spec.extver):
+            matches.append(index)
+    if not matches:
+        raise InputError(f"{spec}: no HDU named {spec.selector}; the file has "
+                         f"{', '.join(names) or 'none'} (EXTNAME,EXTVER)")
+    if len(matches) > 1:
+        raise InputError(f"{spec}: {len(matches)} HDUs are named {spec.extname} (HDUs "
+                         f"{', '.join(map(str, matches))}); expected one: add EXTVER as "
+                         f"[{spec.extname},N] or use the index [N]")
+    return matches[0]
+
+
+def _iter_images(spec: InputSpec, hdul: fits.HDUList, *, aux: bool) -> Iterator[FitsImage]:
+    path = spec.path
+    if spec.selected:
+        index = _select_index(spec, hdul)
+        hdu = hdul[index]
         if not is_image_hdu(hdu):
             kind = type(hdu).__name__
             naxis = hdu.header.get("NAXIS", 0)
-            raise InputError(f"{spec}: HDU {spec.hdu} is not a 2-D image with data "
+            raise InputError(f"{spec}: HDU {index} is not a 2-D image with data "
                              f"({kind}, NAXIS={naxis}); expected a 2-D image HDU")
-        yield FitsImage(_to_float32(hdu), hdu.header.copy(), spec.hdu, path)
+        yield _read_image(spec, hdul, index)
         return
     found = False
+    skipped = []
     for index, hdu in enumerate(hdul):
         if is_image_hdu(hdu):
+            if is_auxiliary_hdu(hdu) and not aux:
+                skipped.append(hdu_label(path, index, hdu))
+                continue
             found = True
-            yield FitsImage(_to_float32(hdu), hdu.header.copy(), index, path)
+            yield _read_image(spec, hdul, index)
     if not found:
-        kinds = ", ".join(f"{i}:{type(h).__name__}" for i, h in enumerate(hdul))
-        raise InputError(f"{path}: no 2-D image HDU with data (HDUs: {kinds})")
+        kinds = ", ".join(f"{i}:{type(h).__name__}(NAXIS={h.header.get('NAXIS', 0)})"
+                          for i, h in enumerate(hdul))
+        extra = (f"; data-quality/error planes {', '.join(skipped)} are masked only when "
+                 "selected, e.g. file.fits[DQ]") if skipped else ""
+        raise InputError(f"{path}: no 2-D image HDU with data (HDUs: {kinds}); expected at "
+                         f"least one 2-D image{extra}")
 
 
-def read_images(spec: InputSpec | str | Path) -> list[FitsImage]:
-    """Read every 2-D image HDU of a file (or the one HDU its ``[N]`` selects).
+def read_images(spec: InputSpec | str | Path, *, aux: bool = False) -> list[FitsImage]:
+    """Read every 2-D image HDU of a file (or the one HDU its selector names).
+
+    Parameters
+    ----------
+    spec : InputSpec, str or Path
+        The file, optionally with ``[N]``, ``[NAME]`` or ``[NAME,VER]``.
+    aux : bool
+        Also read data-quality, error, variance and weight planes (:data:`AUX_EXTNAMES`);
+        a selected HDU is always read.
 
     Raises
     ------
     InputError
-        If the file is missing or not FITS, holds no 2-D image HDU with data, or the
-        selected HDU does not exist or is not an image.
+        If the file is missing or not FITS, holds no 2-D image HDU with data, the selected
+        HDU does not exist or is not an image, or pixels cannot be read; the message names
+        the file and HDU.
     """
     if not isinstance(spec, InputSpec):
-        spec = _split_selector(str(spec))
+        spec = parse_input(spec)
     with open_fits(spec.path) as hdul:
         try:
-            return list(_iter_images(spec, hdul))
-        except (OSError, ValueError, TypeError, EOFError) as exc:
-            raise InputError(f"{spec}: cannot read image data ({exc})") from None
+            return list(_iter_images(spec, hdul, aux=aux))
+        except InputError:
+            raise
+        except Exception as exc:  # astropy raises many types on damaged files
+            raise InputError(f"{spec}: cannot read image data ({_reason(exc)}); expected "
+                             "a valid FITS image") from None
+
+
+def _sweep_stale_parts(folder: Path, name: str) -> None:
+    """Remove temporary files of ``name`` left by a killed mmx process on this host."""
+    host = socket.gethostname()
+    try:
+        leftovers = list(folder.glob(f".{name}.{host}-*{_PART}"))
+    except OSError:
+        return
+    for part in leftovers:
+        try:
+            pid = int(part.name[len(f".{name}.{host}-"):].split(".", 1)[0])
+        except ValueError:
+            continue
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            part.unlink(missing_ok=True)
+        except OSError:
+            continue
 
 
 def write_fits_atomic(
@@ -236,8 +559,10 @@ def write_fits_atomic(
 ) -> Path:
     """Write ``hdul`` to ``path`` through a temporary file in the same folder, then rename.
 
-    A reader never sees a partial file: an interrupted write leaves only the old file
-    (or nothing) behind.
+    A reader never sees a partial file: an interrupted or failed write (no space left, a
+    vanished folder, SIGTERM) leaves only the old file (or nothing) behind. The temporary
+    file is ``.<name>.<host>-<pid>.<random>.part``; one left by a process killed with
+    SIGKILL is removed by the next write of the same output on that host.
 
     Parameters
     ----------
@@ -253,7 +578,8 @@ def write_fits_atomic(
     Raises
     ------
     InputError
-        If ``path`` is one of ``protect``, or exists and ``overwrite`` is false.
+        If ``path`` is one of ``protect``, exists and ``overwrite`` is false, or cannot be
+        written (the message says why: no space, permissions, read-only file system).
     """
     path = Path(path)
     target = path.resolve()
@@ -263,17 +589,29 @@ def write_fits_atomic(
                              "output name or folder")
     if path.exists() and not overwrite:
         raise InputError(f"{path}: output exists; pass --overwrite to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    tmp = Path(tmp_name)
+    tmp: Path | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _sweep_stale_parts(path.parent, path.name)
+        prefix = f".{path.name}.{socket.gethostname()}-{os.getpid()}."
+        fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=_PART, dir=path.parent)
+        tmp = Path(tmp_name)
         with os.fdopen(fd, "wb") as handle:
-            hdul.writeto(handle, output_verify="fix+ignore", checksum=False)
+            with _quiet_astropy():
+                hdul.writeto(handle, output_verify="fix+ignore", checksum=False)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+        raise InputError(f"{path}: cannot write ({describe_os_error(exc)}); nothing was "
+                         "left behind") from None
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
         raise
     return path

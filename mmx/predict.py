@@ -4,9 +4,12 @@ Output file
 -----------
 ``<name>.mask.fits`` next to the input (or in ``out_dir``), where ``<name>`` is the input's
 file name without ``.fits``/``.fit``/``.fts`` and ``.fz``/``.gz``; an input selected as
-``file.fits[N]`` gives ``<name>.hdu<N>.mask.fits``. Outputs are written atomically
+``file.fits[N]`` gives ``<name>.hdu<N>.mask.fits``, ``file.fits[SCI,2]`` gives
+``<name>.SCI_2.mask.fits``. Outputs are written atomically
 (:func:`mmx.fitsio.write_fits_atomic`), never over an input, and over an existing output
-only with ``overwrite``.
+only with ``overwrite``; with ``skip_existing`` an existing mask made by the same model and
+options (its ``MMXFPRNT`` key) is kept and the input skipped, so a crashed batch resumes.
+Two inputs that would write one output file are refused before anything runs.
 
 Layout: HDU ``i`` of the output answers HDU ``i`` of the input.
 
@@ -14,8 +17,11 @@ Layout: HDU ``i`` of the output answers HDU ``i`` of the input.
   input HDU's own header: ``EXTNAME``, WCS and every other key carried over (minus the
   keys describing the input's data: ``BITPIX``, ``BSCALE``, ``BLANK``, ``BUNIT``...), plus
   the provenance keys below.
-* Any other HDU (an empty primary, a table, a 3-D cube) is copied unchanged, with its
-  header, and is *not* given a mask.
+* Any other HDU (an empty primary, a table, a 3-D cube, and the data-quality, error,
+  variance and weight planes of :data:`mmx.fitsio.AUX_EXTNAMES` unless selected) is copied
+  unchanged, with its header, and is *not* given a mask.
+* Header cards that cannot be parsed or written (non-ASCII bytes...) are left out; a
+  ``COMMENT`` card names them.
 * With ``file.fits[N]``: the input's primary header (no data) then the mask of HDU ``N``
   (or only the mask when ``N`` is 0).
 
@@ -27,16 +33,28 @@ loaded from, ``MMXARCH`` network, ``MMXPRIOR`` prior correction applied, ``PN_<a
 model's training proportion and ``PRI_<abbr>`` the proportion used for each output class,
 ``THR_<abbr>`` thresholds (binary modes), ``PLANEk``/``BIT_<abbr>`` the plane or bit of each
 class, ``MMXMODE`` output mode, ``MMXTILE``/``MMXMARG``/``MMXPREC`` tiling and arithmetic,
-``MMXINPUT``/``MMXHDU`` the input file and HDU. Floats are written at full (``repr``)
-precision.
+``MMXINPUT``/``MMXHDU`` the input file and HDU, ``MMXFPRNT`` a digest of the model's weights
+and every option that changes the mask (:func:`options_fingerprint`). Floats are written at
+full (``repr``) precision.
+
+Batches
+-------
+:func:`predict_files` expands inputs (a bad entry is one failed result, the rest goes on),
+runs each file locally or on a Dask cluster (:mod:`mmx.distributed`), and appends one JSON
+line per input to a run log (``input``, ``output``, ``status`` ok/skipped/failed,
+``seconds``, ``error``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import logging
+import os
 import time
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,9 +66,13 @@ from astropy.io.fits.verify import VerifyWarning
 from mmx.errors import ConfigError, InputError, MmxError
 from mmx.fitsio import (
     FITS_SUFFIXES,
+    MASK_SUFFIX,
     InputSpec,
+    clean_header,
     expand_inputs,
+    hdu_label,
     open_fits,
+    parse_input,
     read_images,
     write_fits_atomic,
 )
@@ -64,13 +86,14 @@ __all__ = [
     "preview_path",
     "check_class_options",
     "provenance_cards",
+    "options_fingerprint",
+    "MaskOptions",
+    "run_one",
     "predict_file",
     "predict_files",
 ]
 
 log = logging.getLogger(__name__)
-
-MASK_SUFFIX = ".mask.fits"
 
 #: keys describing the input's data array, dropped from the header of its mask
 _DATA_KEYS = ("SIMPLE", "XTENSION", "BITPIX", "NAXIS", "EXTEND", "PCOUNT", "GCOUNT",
@@ -85,24 +108,36 @@ class FileResult:
     Attributes
     ----------
     input : str
-        The input as given (``file``, ``file[N]``).
+        The input as given (``file``, ``file[N]``, ``file[SCI]``).
     output : pathlib.Path or None
-        The mask file written, None on failure.
+        The mask file written or kept, None on failure.
     error : str
         One-line reason of a failure, empty on success.
     seconds : float
         Wall time spent on this input.
+    status : {"ok", "skipped", "failed"}
+        ``skipped``: an identical mask existed (``skip_existing``).
     """
 
     input: str
     output: Path | None = None
     error: str = ""
     seconds: float = 0.0
+    status: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.status:
+            self.status = "failed" if self.error or self.output is None else "ok"
 
     @property
     def ok(self) -> bool:
-        """True when the mask file was written."""
-        return self.output is not None and not self.error
+        """True when the mask file exists: written, or kept by ``skip_existing``."""
+        return self.status in ("ok", "skipped")
+
+    def log_record(self) -> dict:
+        """The JSON-lines record of the run log."""
+        return {"input": self.input, "output": str(self.output) if self.output else None,
+                "status": self.status, "seconds": round(self.seconds, 3), "error": self.error}
 
 
 @dataclass
@@ -110,16 +145,43 @@ class PredictReport:
     """Results of :func:`predict_files`, one per input in order."""
 
     results: list[FileResult] = field(default_factory=list)
+    log_path: Path | None = None
 
     @property
     def failed(self) -> list[FileResult]:
         """Inputs that produced no mask file."""
-        return [r for r in self.results if not r.ok]
+        return [r for r in self.results if r.status == "failed"]
+
+    @property
+    def skipped(self) -> list[FileResult]:
+        """Inputs whose identical mask already existed."""
+        return [r for r in self.results if r.status == "skipped"]
 
     @property
     def outputs(self) -> list[Path]:
-        """Mask files written."""
-        return [r.output for r in self.results if r.ok and r.output is not None]
+        """Mask files written by this run."""
+        return [r.output for r in self.results if r.status == "ok" and r.output is not None]
+
+
+@dataclass(frozen=True)
+class MaskOptions:
+    """Everything besides the model that decides a mask file (see :func:`predict_file`)."""
+
+    mode: str = OutputMode.BITMASK.value
+    thresholds: tuple[tuple[str, float], ...] = ()
+    out_dir: Path | None = None
+    overwrite: bool = False
+    preview: bool = False
+    aux: bool = False
+
+    @classmethod
+    def make(cls, *, mode: OutputMode | str = OutputMode.BITMASK,
+             thresholds: Mapping[str, float] | None = None, out_dir: str | Path | None = None,
+             overwrite: bool = False, preview: bool = False, aux: bool = False) -> MaskOptions:
+        """Build from the keyword arguments of :func:`predict_file`."""
+        return cls(OutputMode(mode).value, tuple(sorted((thresholds or {}).items())),
+                   Path(out_dir) if out_dir is not None else None, bool(overwrite),
+                   bool(preview), bool(aux))
 
 
 def _stem(path: Path) -> str:
@@ -136,7 +198,8 @@ def _stem(path: Path) -> str:
 
 
 def output_path(spec: InputSpec | str | Path, *, out_dir: str | Path | None = None) -> Path:
-    """Mask file name for an input: ``<name>.mask.fits`` (``<name>.hdu<N>.mask.fits``).
+    """Mask file name for an input: ``<name>.mask.fits`` (``<name>.hdu<N>.mask.fits``,
+    ``<name>.<EXTNAME>[_<EXTVER>].mask.fits``).
 
     Parameters
     ----------
@@ -146,10 +209,12 @@ def output_path(spec: InputSpec | str | Path, *, out_dir: str | Path | None = No
         Folder of the output; default the input's folder.
     """
     if not isinstance(spec, InputSpec):
-        spec = InputSpec(Path(spec))
+        spec = parse_input(spec)
     stem = _stem(spec.path)
     if spec.hdu is not None:
         stem += f".hdu{spec.hdu}"
+    elif spec.extname is not None:
+        stem += f".{spec.extname}" + (f"_{spec.extver}" if spec.extver is not None else "")
     folder = Path(out_dir) if out_dir is not None else spec.path.parent
     return folder / (stem + MASK_SUFFIX)
 
@@ -226,6 +291,43 @@ def provenance_cards(provenance: Mapping, *, mode: OutputMode | str) -> list[tup
     return cards
 
 
+def options_fingerprint(
+    predictor, *, mode: OutputMode | str, thresholds: Mapping[str, float] | None = None,
+    aux: bool = False,
+) -> str:
+    """Digest of the model and every option that changes a mask (``MMXFPRNT``).
+
+    Two runs with the same fingerprint write the same mask for the same input: it covers
+    the weights (their SHA-256, else the model's source and registry version), the output
+    classes, mode, priors, effective thresholds (binary modes), tiling, arithmetic and
+    which HDUs are masked. Not the mmx version or the date.
+    """
+    mode = OutputMode(mode)
+    prov = predictor.provenance()
+    package = predictor.package
+    digest = getattr(package, "weights_sha256", "") or ""
+    model = ({"weights_sha256": digest} if digest else
+             {k: prov.get(k, "") for k in ("model_name", "model_version", "source")})
+    doc = {
+        "model": model,
+        "architecture": prov.get("architecture", ""),
+        "classes": [c.abbr for c in predictor.classes],
+        "mode": mode.value,
+        "apply_priors": bool(prov.get("apply_priors")),
+        "priors": {k: repr(float(v)) for k, v in sorted(prov.get("priors", {}).items())},
+        "training_priors": {k: repr(float(v))
+                            for k, v in sorted(prov.get("training_priors", {}).items())},
+        "tile": prov.get("tile"), "margin": prov.get("margin"),
+        "precision": prov.get("precision"),
+        "aux": bool(aux),
+    }
+    if mode in (OutputMode.BINARY, OutputMode.BITMASK):
+        thr = predictor.default_thresholds() | dict(thresholds or {})
+        doc["thresholds"] = {k: repr(float(v)) for k, v in sorted(thr.items())}
+    text = json.dumps(doc, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def _mask_header(source: fits.Header, cards: Iterable[tuple]) -> fits.Header:
     header = source.copy()
     for key in list(header.keys()):
@@ -245,19 +347,6 @@ def _fit_comment(key: str, value, comment: str) -> str:
     return comment[:max(room, 0)]
 
 
-def _copy_hdu(hdu, *, primary: bool):
-    header = hdu.header.copy()
-    if primary:
-        if isinstance(hdu, fits.PrimaryHDU):
-            return fits.PrimaryHDU(data=hdu.data, header=header)
-        return fits.PrimaryHDU(header=_mask_header(header, []))
-    if isinstance(hdu, fits.CompImageHDU):
-        return fits.ImageHDU(data=hdu.data, header=header, name=hdu.name)
-    if isinstance(hdu, fits.PrimaryHDU):  # a primary moved into an extension slot
-        return fits.ImageHDU(data=hdu.data, header=_mask_header(header, []))
-    return hdu.copy()
-
-
 def predict_file(
     spec: InputSpec | str | Path,
     predictor,
@@ -268,13 +357,15 @@ def predict_file(
     overwrite: bool = False,
     preview: bool = False,
     progress: bool = False,
+    aux: bool = False,
+    fingerprint: str | None = None,
 ) -> Path:
     """Mask every 2-D image HDU of one input file and write its mask file.
 
     Parameters
     ----------
     spec : InputSpec, str or Path
-        One FITS file, optionally ``file[N]``.
+        One FITS file, optionally ``file[N]``, ``file[NAME]`` or ``file[NAME,VER]``.
     predictor : mmx.inference.Predictor
         The model, classes and priors to use.
     mode : OutputMode or str
@@ -289,6 +380,11 @@ def predict_file(
         Also write a PNG per image HDU (:mod:`mmx.preview`).
     progress : bool
         Show a progress bar over tiles (stderr).
+    aux : bool
+        Also mask data-quality, error, variance and weight planes
+        (:data:`mmx.fitsio.AUX_EXTNAMES`); without it they are copied.
+    fingerprint : str, optional
+        :func:`options_fingerprint` of this call, if already computed.
 
     Returns
     -------
@@ -299,7 +395,7 @@ def predict_file(
     ------
     InputError
         Unreadable or non-FITS input, no image HDU, output exists without ``overwrite``
-        or would replace the input.
+        or would replace the input, or cannot be written; the message names the file.
     """
 
     if isinstance(spec, str | Path):
@@ -313,18 +409,21 @@ def predict_file(
         raise InputError(f"{out}: refusing to overwrite an input file; choose another output "
                          "name or folder")
     if out.exists() and not overwrite:
-        raise InputError(f"{out}: output exists; pass --overwrite to replace it")
-    images = read_images(spec)
-    several = len(images) > 1  # a [N] selection already has .hdu<N> in its name
+        raise InputError(f"{out}: output exists; pass --overwrite to replace it or "
+                         "--skip-existing to keep it")
+    images = read_images(spec, aux=aux)
+    several = len(images) > 1  # a selection already has its HDU in its name
     pngs = {im.index: preview_path(out, im.index if several else None) for im in images}
     for png in pngs.values() if preview else ():
         if png.exists() and not overwrite:
             raise InputError(f"{png}: preview exists; pass --overwrite to replace it")
+    if fingerprint is None:
+        fingerprint = options_fingerprint(predictor, mode=mode, thresholds=thresholds, aux=aux)
     written: list[Path] = []
     try:
         return _predict_images(spec, images, predictor, out, mode=mode, thresholds=thresholds,
                                overwrite=overwrite, pngs=pngs if preview else {},
-                               written=written, progress=progress)
+                               written=written, progress=progress, fingerprint=fingerprint)
     except BaseException:
         for png in written:  # no preview without its mask
             png.unlink(missing_ok=True)
@@ -332,11 +431,12 @@ def predict_file(
 
 
 def _predict_images(spec, images, predictor, out, *, mode, thresholds, overwrite, pngs,
-                    written, progress) -> Path:
+                    written, progress, fingerprint) -> Path:
     from tqdm.auto import tqdm
 
     prov = predictor.provenance()
-    base_cards = provenance_cards(prov, mode=mode)
+    base_cards = provenance_cards(prov, mode=mode) + [
+        ("MMXFPRNT", fingerprint, "digest of model and options (--skip-existing)")]
     masks: dict[int, tuple[fits.Header, np.ndarray]] = {}
     for image in images:
         n_tiles = len(predictor.plan(image.data.shape))
@@ -348,7 +448,9 @@ def _predict_images(spec, images, predictor, out, *, mode, thresholds, overwrite
             ("MMXINPUT", spec.path.name, "input file"),
             ("MMXHDU", image.index, "input HDU (0-based)"),
         ]
-        masks[image.index] = (_mask_header(image.header, cards), writer.array)
+        header = _mask_header(image.header, cards)
+        _note_dropped(header, image.dropped)
+        masks[image.index] = (header, writer.array)
         if image.index in pngs:
             from mmx.preview import render_preview
 
@@ -357,9 +459,12 @@ def _predict_images(spec, images, predictor, out, *, mode, thresholds, overwrite
         image.data = None  # the input pixels are no longer needed
     hdus: list = []
     with open_fits(spec.path) as hdul:
-        indices = [spec.hdu] if spec.hdu is not None else range(len(hdul))
-        if spec.hdu not in (None, 0):  # the file's primary header, without its data
-            hdus.append(fits.PrimaryHDU(header=_mask_header(hdul[0].header, [])))
+        only = images[0].index if spec.selected else None
+        indices = [only] if only is not None else range(len(hdul))
+        if only not in (None, 0):  # the file's primary header, without its data
+            primary_header, dropped = _clean(hdul[0], spec.path, 0)
+            hdus.append(fits.PrimaryHDU(header=_mask_header(primary_header, [])))
+            _note_dropped(hdus[0].header, dropped)
         for index in indices:
             primary = not hdus
             if index in masks:
@@ -373,22 +478,188 @@ def _predict_images(spec, images, predictor, out, *, mode, thresholds, overwrite
                 for key, value, comment in scaling:  # set after: astropy then keeps raw data
                     hdu.header[key] = (value, comment)
             else:
-                hdu = _copy_hdu(hdul[index], primary=primary)
+                hdu = _copy_hdu_safely(hdul[index], spec.path, index, primary=primary)
             hdus.append(hdu)
         if not isinstance(hdus[0], fits.PrimaryHDU):
             hdus.insert(0, fits.PrimaryHDU())
         for key, value, comment in base_cards:
             hdus[0].header[key] = (value, _fit_comment(key, value, comment))
         hdus[0].header["MMXINPUT"] = (spec.path.name, "input file")
-        try:
-            with warnings.catch_warnings():  # non-standard cards carried from the input
-                warnings.simplefilter("ignore", VerifyWarning)  # are fixed silently
-                write_fits_atomic(fits.HDUList(hdus), out, overwrite=overwrite,
-                                  protect=[spec.path])
-        except OSError as exc:
-            raise InputError(f"{out}: cannot write the mask ({exc})") from None
+        with warnings.catch_warnings():  # non-standard cards carried from the input
+            warnings.simplefilter("ignore", VerifyWarning)  # are fixed silently
+            write_fits_atomic(fits.HDUList(hdus), out, overwrite=overwrite, protect=[spec.path])
     log.info("%s -> %s (%d image HDU(s))", spec, out, len(images))
     return out
+
+
+def _note_dropped(header: fits.Header, dropped: list[str]) -> None:
+    if dropped:
+        names = ", ".join(dropped)
+        header.add_comment(f"mmx dropped {len(dropped)} unreadable input card(s): {names}"[:72])
+
+
+def _clean(hdu, path: Path, index: int) -> tuple[fits.Header, list[str]]:
+    try:
+        return clean_header(hdu.header)
+    except Exception as exc:  # pragma: no cover - clean_header drops what it cannot read
+        raise InputError(f"{hdu_label(path, index, hdu)}: unreadable header ({exc})") from None
+
+
+def _copy_hdu_safely(hdu, path: Path, index: int, *, primary: bool):
+    """Copy a non-masked HDU with a clean header; a damaged one is an error naming it."""
+    header, dropped = _clean(hdu, path, index)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU | fits.CompImageHDU):
+                data = hdu.data
+                for key in ("BSCALE", "BZERO", "BLANK"):  # data come back scaled and NaN'd
+                    if hdu.data is not None and data.dtype.kind == "f":
+                        header.remove(key, ignore_missing=True)
+                if primary:
+                    copy = fits.PrimaryHDU(data=data, header=_mask_header(header, [])
+                                           if data is None else header)
+                else:
+                    for key in ("SIMPLE", "EXTEND"):
+                        header.remove(key, ignore_missing=True)
+                    copy = fits.ImageHDU(data=data, header=header)
+            elif primary:
+                copy = fits.PrimaryHDU(header=_mask_header(header, []))
+            else:
+                copy = hdu.copy()
+                copy.header = _merge_clean(copy.header, header)
+            copy.header.tostring()  # fails here, not at writing, on an unwritable card
+    except InputError:
+        raise
+    except Exception as exc:
+        label = hdu_label(path, index, hdu)
+        raise InputError(f"{label}: cannot copy this {type(hdu).__name__} into the mask file "
+                         f"({type(exc).__name__}: {' '.join(str(exc).split())[:160]}); expected "
+                         "a readable HDU; select the image HDUs with file.fits[N]") from None
+    _note_dropped(copy.header, dropped)
+    return copy
+
+
+def _merge_clean(structural: fits.Header, clean: fits.Header) -> fits.Header:
+    """Keep a table's structural cards as astropy made them, the rest from ``clean``."""
+    out = structural.copy()
+    for key in list(out.keys()):
+        if key not in clean and key not in ("", "COMMENT", "HISTORY") and not any(
+                key.startswith(p) for p in ("XTENSION", "BITPIX", "NAXIS", "PCOUNT", "GCOUNT",
+                                            "TFIELDS", "TTYPE", "TFORM", "TDIM", "THEAP")):
+            out.remove(key, ignore_missing=True, remove_all=True)
+    return out
+
+
+def run_one(spec: InputSpec, predictor, options: MaskOptions, *, fingerprint: str,
+            progress: bool = False) -> FileResult:
+    """Mask one input and say what happened; never raises for a bad input.
+
+    An :class:`~mmx.errors.MmxError` or ``OSError`` becomes the result's ``error``; any
+    other exception (a defect in mmx) too, marked ``internal error``, so one file cannot
+    end a batch. ``KeyboardInterrupt`` and ``SystemExit`` still stop it.
+    """
+    start = time.perf_counter()
+    result = FileResult(input=str(spec))
+    try:
+        result.output = predict_file(
+            spec, predictor, mode=options.mode, thresholds=dict(options.thresholds),
+            out_dir=options.out_dir, overwrite=options.overwrite, preview=options.preview,
+            progress=progress, aux=options.aux, fingerprint=fingerprint)
+        result.status = "ok"
+    except MmxError as exc:
+        result.error, result.status = str(exc), "failed"
+    except OSError as exc:
+        from mmx.fitsio import describe_os_error
+
+        result.error, result.status = f"{spec}: {describe_os_error(exc)}", "failed"
+    except Exception as exc:  # a defect: keep the batch going, say so plainly
+        log.debug("internal error on %s", spec, exc_info=True)
+        result.error = (f"{spec}: internal error ({type(exc).__name__}: "
+                        f"{' '.join(str(exc).split())[:200]}); please report it with this file")
+        result.status = "failed"
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _existing_fingerprint(path: Path) -> str | None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return str(fits.getheader(path, 0).get("MMXFPRNT", "")) or None
+    except Exception:
+        return None
+
+
+def _dedupe_and_check(specs: list[InputSpec], out_dir) -> tuple[list[InputSpec], list[Path]]:
+    seen: dict[tuple, InputSpec] = {}
+    for spec in specs:
+        key = (spec.path.resolve(), spec.hdu, spec.extname, spec.extver)
+        seen.setdefault(key, spec)  # the same input named twice runs once
+    unique = list(seen.values())
+    outputs = [output_path(s, out_dir=out_dir) for s in unique]
+    by_out: dict[Path, list[InputSpec]] = {}
+    for spec, out in zip(unique, outputs, strict=True):
+        by_out.setdefault(out.resolve(), []).append(spec)
+    clashes = [(out, group) for out, group in by_out.items() if len(group) > 1]
+    if clashes:
+        out, group = clashes[0]
+        more = f" (and {len(clashes) - 1} more clash(es))" if len(clashes) > 1 else ""
+        raise ConfigError(f"inputs {', '.join(map(str, group))} would all write {out}{more}; "
+                          "nothing was run: mask them into separate --out-dir folders or "
+                          "rename them")
+    return unique, outputs
+
+
+def default_log_path(outputs: Iterable[Path], out_dir: str | Path | None) -> Path:
+    """Run log location: in ``out_dir``, else the folder common to all outputs."""
+    if out_dir is not None:
+        folder = Path(out_dir)
+    else:
+        parents = [str(p.parent.resolve()) for p in outputs] or [os.getcwd()]
+        folder = Path(os.path.commonpath(parents))
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    return folder / f"mmx-predict-{stamp}-{os.getpid()}.jsonl"
+
+
+class _RunLog:
+    """Appends one JSON line per input; a log that cannot be written never stops a batch."""
+
+    def __init__(self, path: Path | None, on_error) -> None:
+        self.path, self._handle, self._on_error = path, None, on_error
+        if path is None:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(path, "a", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            from mmx.fitsio import describe_os_error
+
+            self.path = None
+            if on_error is not None:
+                on_error(str(path), f"{path}: cannot write the run log "
+                                    f"({describe_os_error(exc)}); masks are still written")
+
+    def write(self, result: FileResult) -> None:
+        if self._handle is None:
+            return
+        try:
+            self._handle.write(json.dumps(result.log_record()) + "\n")
+            self._handle.flush()
+        except OSError:
+            with contextlib.suppress(OSError):
+                self._handle.close()
+            self._handle, self.path = None, None
+
+    def close(self) -> None:
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                self._handle.close()
+
+
+def _run_local(specs, predictor, options, fingerprint, progress) -> Iterator[FileResult]:
+    for spec in specs:
+        yield run_one(spec, predictor, options, fingerprint=fingerprint, progress=progress)
 
 
 def predict_files(
@@ -401,57 +672,111 @@ def predict_files(
     overwrite: bool = False,
     preview: bool = False,
     progress: bool = True,
-    on_error=None,
+    on_error: Callable[[str, str], None] | None = None,
+    on_result: Callable[[FileResult, int, int], None] | None = None,
+    skip_existing: bool = False,
+    aux: bool = False,
+    log_path: str | Path | None | bool = None,
+    executor=None,
 ) -> PredictReport:
     """Mask many inputs; a bad input is reported and skipped, the others still processed.
 
     Parameters
     ----------
     inputs : iterable of str or Path
-        Files, ``file[N]``, directories, ``.list`` files (:func:`mmx.fitsio.expand_inputs`).
+        Files, ``file[N]``/``file[NAME]``, directories, ``.list`` files
+        (:func:`mmx.fitsio.expand_inputs`); a bad entry, also inside a list, is one failed
+        result.
     predictor : mmx.inference.Predictor
-    mode, thresholds, out_dir, overwrite, preview
+    mode, thresholds, out_dir, overwrite, preview, aux
         As in :func:`predict_file`.
     progress : bool
-        Progress bars over files and tiles on stderr (only when it is a terminal).
+        Progress bars over tiles on stderr (only when it is a terminal, local runs).
     on_error : callable, optional
         Called as ``on_error(input, message)`` for each failed input, at once.
+    on_result : callable, optional
+        Called as ``on_result(result, n_done, n_total)`` after each input (skipped and
+        failed ones included), in the order they finish.
+    skip_existing : bool
+        Keep an existing mask made by the same model and options (``MMXFPRNT``) and skip
+        its input; an existing mask made otherwise is an error unless ``overwrite``.
+    log_path : path, bool or None
+        The run log (JSON lines); None: :func:`default_log_path`; False: no log.
+    executor : object, optional
+        Runs the files elsewhere: something with ``run(specs, predictor, options,
+        fingerprint)`` yielding :class:`FileResult` as they finish
+        (:class:`mmx.distributed.DaskExecutor`); default: one after the other, here.
 
     Returns
     -------
     PredictReport
-        One :class:`FileResult` per input file (or per argument that could not be
-        expanded).
-    """
-    from tqdm.auto import tqdm
+        One :class:`FileResult` per input file (or per entry that could not be
+        expanded), in input order.
 
+    Raises
+    ------
+    ConfigError
+        Before anything runs: two inputs that would write one output file, or bad
+        thresholds for the mode.
+    """
     make_writer(mode, (1, 1), predictor.classes, thresholds=thresholds)  # validate early
     check_class_options([c.abbr for c in predictor.classes], thresholds=thresholds)
-    report = PredictReport()
-    items: list[InputSpec | FileResult] = []
+    options = MaskOptions.make(mode=mode, thresholds=thresholds, out_dir=out_dir,
+                               overwrite=overwrite, preview=preview, aux=aux)
+    order: list[str] = []  # report order: each argument's files, then its bad entries
+    bad_entries: list[tuple[str, str]] = []
+    specs: list[InputSpec] = []
     for raw in inputs:
-        try:
-            items.extend(expand_inputs([raw]))
-        except MmxError as exc:
-            items.append(FileResult(input=str(raw), error=str(exc)))
-    bar = tqdm(items, desc="files", unit="file", disable=None if progress else True, position=0)
-    for item in bar:
-        if isinstance(item, FileResult):
-            report.results.append(item)
-            if on_error is not None:
-                on_error(item.input, item.error)
-            continue
-        start = time.perf_counter()
-        result = FileResult(input=str(item))
-        try:
-            result.output = predict_file(item, predictor, mode=mode, thresholds=thresholds,
-                                         out_dir=out_dir, overwrite=overwrite, preview=preview,
-                                         progress=progress)
-        except (MmxError, OSError) as exc:
-            result.error = str(exc) if isinstance(exc, MmxError) else f"{item}: {exc}"
-            if on_error is not None:
-                on_error(result.input, result.error)
-        result.seconds = time.perf_counter() - start
-        report.results.append(result)
-    bar.close()
+        errors: list[tuple[str, str]] = []
+        found = expand_inputs([raw], errors=errors)
+        specs.extend(found)
+        bad_entries.extend(errors)
+        order.extend([str(s) for s in found] + [entry for entry, _ in errors])
+    order = list(dict.fromkeys(order))
+    specs, outputs = _dedupe_and_check(specs, out_dir)
+    fingerprint = options_fingerprint(predictor, mode=mode, thresholds=thresholds, aux=aux)
+    if log_path is None:
+        log_path = default_log_path(outputs, out_dir)
+    run_log = _RunLog(Path(log_path) if log_path else None, on_error)
+    report = PredictReport(log_path=run_log.path)
+    results: dict[str, FileResult] = {}
+    total = len(bad_entries) + len(specs)
+    done = 0
+
+    def finish(result: FileResult) -> None:
+        nonlocal done
+        done += 1
+        results[result.input] = result
+        run_log.write(result)
+        if result.status == "failed" and on_error is not None:
+            on_error(result.input, result.error)
+        if on_result is not None:
+            on_result(result, done, total)
+
+    try:
+        for entry, message in bad_entries:
+            finish(FileResult(input=entry, error=message, status="failed"))
+        todo: list[InputSpec] = []
+        for spec, out in zip(specs, outputs, strict=True):
+            if skip_existing and out.exists():
+                found = _existing_fingerprint(out)
+                if found == fingerprint:
+                    finish(FileResult(input=str(spec), output=out, status="skipped"))
+                    continue
+                if not overwrite:
+                    why = ("was made with another model or options" if found else
+                           "has no mmx fingerprint (MMXFPRNT) or cannot be read")
+                    finish(FileResult(input=str(spec), status="failed", error=(
+                        f"{out}: output exists but {why}; pass --overwrite to replace it")))
+                    continue
+            todo.append(spec)
+        if executor is None:
+            stream = _run_local(todo, predictor, options, fingerprint, progress)
+        else:
+            stream = executor.run(todo, predictor, options, fingerprint)
+        for result in stream:
+            finish(result)
+    finally:
+        run_log.close()
+    report.results = [results[key] for key in order if key in results]
     return report

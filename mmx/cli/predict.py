@@ -21,9 +21,55 @@ class _Mode(enum.StrEnum):
 
 
 def _resolve_model(spec: str | None, tracking_uri: str | None):
+    """Resolve the model; a damaged MLflow store is one clear error, not a traceback."""
+    from mmx.errors import MmxError, ModelError
     from mmx.registry import resolve_model
 
-    return resolve_model(spec, tracking_uri=tracking_uri)
+    try:
+        return resolve_model(spec, tracking_uri=tracking_uri)
+    except MmxError:
+        raise
+    except Exception as exc:  # MlflowException, sqlalchemy errors, OSError from the store
+        from mmx.tracking import default_tracking_uri
+
+        uri = tracking_uri or default_tracking_uri()
+        reason = " ".join(str(exc).split())[:240]
+        raise ModelError(f"cannot read the model registry at {uri} ({type(exc).__name__}: "
+                         f"{reason}); expected a readable MLflow store: restore it, point "
+                         "--tracking-uri elsewhere or pass --model FOLDER") from None
+
+
+def _raise_interrupt(signum, frame):
+    import signal
+
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+class _Progress:
+    """A bar over files on a terminal, else one line per file on stderr."""
+
+    def __init__(self) -> None:
+        import sys
+
+        self.tty = sys.stderr.isatty()
+        self.bar = None
+
+    def __call__(self, result, done: int, total: int) -> None:
+        if self.tty:
+            if self.bar is None:
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(total=total, desc="files", unit="file", position=0)
+            self.bar.update(1)
+            return
+        if result.status == "failed":
+            return  # its error line is printed already
+        typer.echo(f"mmx: [{done}/{total}] {result.status:<7} {result.input} -> "
+                   f"{result.output} ({result.seconds:.1f} s)", err=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 @reports_errors
@@ -67,9 +113,30 @@ def predict_command(
     precision: Annotated[str, typer.Option(
         "--precision", help="Convolution arithmetic: auto (bfloat16 where the CPU has it), "
                             "float32 or bfloat16.")] = "auto",
+    skip_existing: Annotated[bool, typer.Option(
+        "--skip-existing", help="Keep masks already made by the same model and options "
+                                "(their MMXFPRNT key) and skip their inputs: resumes a "
+                                "crashed batch.")] = False,
+    all_hdus: Annotated[bool, typer.Option(
+        "--all-hdus", help="Also mask data-quality, error, variance and weight HDUs (DQ, ERR, "
+                           "VAR, WHT...), which are otherwise copied unmasked.")] = False,
+    jobs: Annotated[int | None, typer.Option(
+        "--jobs", min=1, help="Mask files in N local worker processes (a Dask LocalCluster); "
+                              "--threads is then per process.")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", help="Send the files to the Dask cluster of this scheduler "
+                            "(tcp://HOST:PORT); workers need mmx and the same file paths.",
+        show_default=False)] = None,
+    log: Annotated[Path | None, typer.Option(
+        "--log", help="Run log, one JSON line per input (default: mmx-predict-<time>-<pid>"
+                      ".jsonl in --out-dir, else the folder of the outputs).",
+        dir_okay=False)] = None,
 ) -> None:
     """Write contaminant masks (<name>.mask.fits) for FITS images."""
+    import contextlib
     import os
+    import signal
+    import time
 
     # Idle OpenMP threads sleep instead of spinning: on a shared machine spinning threads
     # doubled the CPU time of a frame (17 vs 7.4 CPU-s, see benchmarks/README.md). Read
@@ -87,6 +154,9 @@ def predict_command(
         raise fail(f"--prior ({', '.join(priors)}) and --no-prior exclude each other")
     if mode is _Mode.bitmask and all(c == "BG" for c in chosen):
         raise fail("BG has no bit in the MaxiMask bit mask; use --mode binary or prob")
+    if jobs is not None and scheduler is not None:
+        raise fail("--jobs and --scheduler exclude each other: --jobs starts a local cluster, "
+                   "--scheduler uses an existing one")
 
     package = _resolve_model(model, tracking_uri)
 
@@ -96,19 +166,53 @@ def predict_command(
     model_classes = set(package.meta.classes)
     if classes is None:
         chosen = [a for a in chosen if a in model_classes]
+    local_threads = threads
+    if jobs is not None and threads is None:
+        local_threads = 1  # the client's predictor only resolves settings; workers compute
     predictor = Predictor(package, classes=chosen, priors=priors, apply_priors=not no_prior,
-                          batch_size=batch_size, threads=threads, precision=precision)
+                          batch_size=batch_size, threads=local_threads, precision=precision)
 
     def report(item: str, message: str) -> None:
         typer.echo(f"mmx: error: {message}", err=True)
 
-    result = predict_files(paths, predictor, mode=mode.value, thresholds=thresholds,
-                           out_dir=out_dir, overwrite=overwrite, preview=preview,
-                           on_error=report)
-    n_ok, n_bad = len(result.outputs), len(result.failed)
+    progress = _Progress()
+    start = time.perf_counter()
+    options = dict(mode=mode.value, thresholds=thresholds, out_dir=out_dir, overwrite=overwrite,
+                   preview=preview, on_error=report, on_result=progress,
+                   skip_existing=skip_existing, aux=all_hdus, log_path=log)
+    previous = None
+    with contextlib.suppress(ValueError):  # not in the main thread: keep the default
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # finally blocks run
+    try:
+        if jobs is None and scheduler is None:
+            result = predict_files(paths, predictor, **options)
+        else:
+            from mmx.distributed import connect, local_cluster
+
+            cluster = (local_cluster(jobs, threads=threads) if jobs is not None
+                       else connect(scheduler, threads=threads))
+            with cluster as executor:
+                result = predict_files(paths, predictor, executor=executor, progress=False,
+                                       **options)
+    except KeyboardInterrupt as exc:
+        progress.close()
+        why = str(exc) or "SIGINT"
+        raise fail(f"interrupted ({why}); masks written so far are complete, nothing partial "
+                   "was left: rerun with --skip-existing to finish the rest",
+                   code=130 if why == "SIGINT" else 143) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    progress.close()
+    n_ok, n_skip, n_bad = len(result.outputs), len(result.skipped), len(result.failed)
+    total = n_ok + n_skip + n_bad
+    took = time.perf_counter() - start
+    where = f"; log {result.log_path}" if result.log_path else ""
     if n_bad:
-        raise fail(f"{n_bad} of {n_ok + n_bad} input(s) failed; {n_ok} mask file(s) written")
-    typer.echo(f"mmx: wrote {n_ok} mask file(s)", err=True)
+        raise fail(f"{n_bad} of {total} input(s) failed; {n_ok} mask file(s) written, "
+                   f"{n_skip} skipped as already done, in {took:.1f} s{where}")
+    typer.echo(f"mmx: wrote {n_ok} mask file(s), {n_skip} skipped as already done, "
+               f"in {took:.1f} s{where}", err=True)
 
 
 def register(app: typer.Typer) -> None:
