@@ -60,6 +60,7 @@ def _row(name: str, stats: dict, area_cm2: float, exptime: float) -> str:
 
 
 def main(rate: float = 1.6, thickness_um: float = 10.0, worm_fraction: float = 0.1) -> None:
+    """Compare injected cosmic rays with the real WFPC2 frame through the same L.A.Cosmic."""
     if not FRAME.is_file():
         sys.exit(f"real frame not found: {FRAME}")
     real = fits.getdata(FRAME).astype(np.float32)

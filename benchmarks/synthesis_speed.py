@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(n_images: int = 60) -> None:
+    """Time synthesize_sample over ``n_images`` clean demo cutouts in one process."""
     logging.basicConfig(level=logging.WARNING)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     settings = dict(params["synthesize"])

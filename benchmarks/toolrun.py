@@ -182,7 +182,7 @@ def maximask_command(
 
 
 def quiet_env() -> dict:
-    """This process's environment with TensorFlow's C++ logging and OpenMP spinning tamed."""
+    """Return this process's environment with TensorFlow's C++ logging and OpenMP spinning tamed."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return env

@@ -27,11 +27,13 @@ class MmxPyfuncModel(mlflow.pyfunc.PythonModel):
     """Wraps a model package for ``mlflow.pyfunc.load_model``."""
 
     def load_context(self, context) -> None:
+        """Load the model package shipped as the ``package`` artifact."""
         from mmx.model_package import load_package
 
         self._package = load_package(context.artifacts["package"])
 
     def predict(self, context, model_input: np.ndarray, params=None) -> np.ndarray:
+        """Per-class probabilities ``(C, H, W)`` of one 2-D image."""
         from mmx.inference import Predictor
 
         image = np.asarray(model_input, dtype=np.float32)

@@ -17,6 +17,7 @@ log = logging.getLogger("mmx.clean")
 
 
 def main() -> None:
+    """Run the stage with the project's ``params.yaml``."""
     config = CleanConfig.from_mapping(section("clean"))
     check_no_holdout(path("real"), section("real").get("holdout") or [])
     report = run_clean(path("raw"), path("clean"), extra=[path("real")],

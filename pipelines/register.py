@@ -29,6 +29,7 @@ def _should_promote(policy: str, new: float | None, current: float | None, has_p
 
 
 def main() -> None:
+    """Run the stage with the project's ``params.yaml``."""
     params = section("register")
     name, alias, policy = params["name"], params["alias"], params["promote"]
     uri = default_tracking_uri(ROOT)

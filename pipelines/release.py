@@ -48,6 +48,7 @@ def make_release(model_dir: str | Path, *, val_dir: str | Path, test_dir: str | 
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Write ``mmx/release`` from a trained package (command-line entry)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=path("model"), help="model package")
     parser.add_argument("--val", type=Path, default=path("val"), help="validation shard set")

@@ -108,6 +108,7 @@ def ensure_release_registered() -> None:
 
 
 def main() -> None:
+    """Raw and real data in place, release model registered, ``dvc repro``, summary."""
     ensure_raw_data()
     ensure_real_frames()
     ensure_release_registered()

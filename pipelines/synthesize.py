@@ -16,6 +16,7 @@ from pipelines.params import path, section
 
 
 def main() -> None:
+    """Run the stage with the project's ``params.yaml``."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = section("synthesize")
     clean = CleanConfig.from_mapping(section("clean"))

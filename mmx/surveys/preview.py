@@ -65,7 +65,7 @@ def _crop(image: np.ndarray, size: int, centre: tuple[int, int] | None) -> np.nd
 
 
 def _stretch(crop: np.ndarray) -> np.ndarray:
-    """asinh stretch from 5 sky sigmas below to 200 above the median sky.
+    """Asinh stretch from 5 sky sigmas below to 200 above the median sky.
 
     Tied to the sky rather than to percentiles, so that a frame full of saturated stars
     and an empty one show their sky and noise the same way.
