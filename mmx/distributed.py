@@ -201,16 +201,24 @@ def local_cluster(jobs: int, *, threads: int | None = None) -> Iterator[DaskExec
 
 @contextlib.contextmanager
 def connect(address: str, *, threads: int | None = None,
-            timeout_s: float = 30.0) -> Iterator[DaskExecutor]:
+            timeout_s: float | None = None) -> Iterator[DaskExecutor]:
     """A :class:`DaskExecutor` on the existing Dask scheduler at ``address``.
+
+    ``timeout_s`` defaults to Dask's ``distributed.comm.timeouts.connect`` (30 s; set
+    ``DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT`` to change it).
 
     Raises
     ------
     ConfigError
         If the scheduler cannot be reached or no worker joins within ``timeout_s``.
     """
+    import dask
+    from dask.utils import parse_timedelta
     from distributed import Client
 
+    if timeout_s is None:
+        timeout_s = float(parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"),
+                                          default="s"))
     with _quiet_dask():
         try:
             client = Client(address, timeout=timeout_s)
