@@ -11,18 +11,20 @@ Which HDUs are masked: every 2-D image HDU with data, except the data-quality, e
 variance and weight planes of calibrated products (``EXTNAME`` in :data:`AUX_EXTNAMES`, or
 starting with ``VAR``), which are copied unless selected by index or name.
 
-Image data always come back as native-endian float32. Non-finite pixels (NaN, Inf) and
-integer ``BLANK`` pixels become NaN and are never silently turned into signal: callers
-see them through :attr:`FitsImage.bad`. Headers come back as clean copies: cards astropy
-cannot parse or write (non-ASCII bytes, NUL, unparsable values) are dropped and named in
-:attr:`FitsImage.dropped`. Every failure is one :class:`~mmx.errors.InputError` naming the
-file and HDU, what was wrong and what was expected.
+Image data always come back as native-endian float32. Non-finite pixels (NaN, Inf), values
+beyond +-:data:`MAX_VALUE` and integer ``BLANK`` pixels become NaN and are never silently
+turned into signal: callers see them through :attr:`FitsImage.bad`. Headers come back as
+clean copies: cards astropy cannot parse or write (non-ASCII bytes, NUL, unparsable
+values) are dropped and named in :attr:`FitsImage.dropped`. Every failure is one
+:class:`~mmx.errors.InputError` naming the file and HDU, what was wrong and what was
+expected.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import os
 import re
 import socket
@@ -41,6 +43,7 @@ __all__ = [
     "FITS_SUFFIXES",
     "MASK_SUFFIX",
     "AUX_EXTNAMES",
+    "MAX_VALUE",
     "InputSpec",
     "FitsImage",
     "is_fits_name",
@@ -66,6 +69,8 @@ AUX_EXTNAMES: frozenset[str] = frozenset({
     "WHT", "WEIGHT", "WGT", "MASK", "BPM", "BADPIX", "FLAGS", "EXP", "EXPMAP", "CTX", "CON",
     "SAMP", "TIME", "AREA", "DQF",
 })
+#: larger magnitudes are no data: no detector gives them, and float32 sums of them overflow
+MAX_VALUE = 1e30
 _COMPRESSED = (".fz", ".gz")
 _SELECTOR = re.compile(r"^(?P<path>.+)\[(?P<sel>[^\[\]]*)\]$")
 _EXTNAME = re.compile(r"^[A-Za-z_][\w.\-]*$")
@@ -282,6 +287,7 @@ def _quiet_astropy():
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+            warnings.filterwarnings("ignore", message=".*non-ASCII characters are present")
             yield
     finally:
         log.setLevel(level)
@@ -316,15 +322,23 @@ def open_fits(path: Path) -> fits.HDUList:
         raise InputError(f"{path}: cannot read ({describe_os_error(exc)})") from None
     if size == 0:
         raise InputError(f"{path}: file is empty (0 bytes); expected a FITS file")
-    try:
-        with _quiet_astropy():
-            hdul = fits.open(path, memmap=False, lazy_load_hdus=False)
-    except PermissionError as exc:
-        raise InputError(f"{path}: cannot read ({describe_os_error(exc)}); expected a "
-                         "readable FITS file") from None
-    except Exception as exc:  # astropy raises many types on damaged files
-        raise InputError(f"{path}: not a readable FITS file ({_reason(exc)}); expected FITS "
-                         "(a header of 80-character cards starting SIMPLE = T)") from None
+    failure = None
+    with warnings.catch_warnings():
+        # astropy leaves its file handle to the garbage collector when open fails part-way
+        warnings.simplefilter("ignore", ResourceWarning)
+        try:
+            with _quiet_astropy():
+                hdul = fits.open(path, memmap=False, lazy_load_hdus=False)
+        except PermissionError as exc:
+            failure = (f"{path}: cannot read ({describe_os_error(exc)}); expected a readable "
+                       "FITS file")
+        except Exception as exc:  # astropy raises many types on damaged files
+            failure = (f"{path}: not a readable FITS file ({_reason(exc)}); expected FITS (a "
+                       "header of 80-character cards starting SIMPLE = T)")
+        if failure is not None:
+            gc.collect()  # close that handle now, not at some later collection
+    if failure is not None:
+        raise InputError(failure)
     if len(hdul) == 0:
         hdul.close()
         raise InputError(f"{path}: FITS file holds no HDU")
@@ -410,7 +424,7 @@ def _to_float32(hdu: fits.PrimaryHDU | fits.ImageHDU | fits.CompImageHDU) -> np.
         with contextlib.suppress(TypeError, ValueError, OverflowError):
             data[raw == int(blank)] = np.nan
     with np.errstate(invalid="ignore"):
-        data[~np.isfinite(data)] = np.nan
+        data[~(np.abs(data) <= MAX_VALUE)] = np.nan  # NaN, Inf and overflow-prone values
     return data
 
 

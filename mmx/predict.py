@@ -198,8 +198,10 @@ def _stem(path: Path) -> str:
 
 
 def output_path(spec: InputSpec | str | Path, *, out_dir: str | Path | None = None) -> Path:
-    """Mask file name for an input: ``<name>.mask.fits`` (``<name>.hdu<N>.mask.fits``,
-    ``<name>.<EXTNAME>[_<EXTVER>].mask.fits``).
+    """Mask file name for an input: ``<name>.mask.fits``.
+
+    ``<name>.hdu<N>.mask.fits`` for ``file[N]``, ``<name>.<EXTNAME>[_<EXTVER>].mask.fits``
+    for ``file[EXTNAME,EXTVER]``.
 
     Parameters
     ----------
@@ -397,7 +399,6 @@ def predict_file(
         Unreadable or non-FITS input, no image HDU, output exists without ``overwrite``
         or would replace the input, or cannot be written; the message names the file.
     """
-
     if isinstance(spec, str | Path):
         specs = expand_inputs([spec])
         if len(specs) != 1:
@@ -442,8 +443,9 @@ def _predict_images(spec, images, predictor, out, *, mode, thresholds, overwrite
         n_tiles = len(predictor.plan(image.data.shape))
         with tqdm(total=n_tiles, desc=f"{image}", unit="tile", leave=False, disable=None
                   if progress else True, position=1) as bar:
-            writer = predictor.predict(image.data, mode=mode, thresholds=thresholds,
-                                       progress=bar)
+            with np.errstate(over="ignore", invalid="ignore"):  # absurd pixel values
+                writer = predictor.predict(image.data, mode=mode, thresholds=thresholds,
+                                           progress=bar)
         cards = base_cards + writer.header_cards() + [
             ("MMXINPUT", spec.path.name, "input file"),
             ("MMXHDU", image.index, "input HDU (0-based)"),
