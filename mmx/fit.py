@@ -11,11 +11,13 @@ import datetime as _dt
 import json
 import logging
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
 from mmx.errors import ConfigError
+from mmx.train_config import TrainConfig
 
 __all__ = ["train", "quiet_lightning"]
 
@@ -71,7 +73,7 @@ def _max_time(minutes: float | None) -> _dt.timedelta | None:
 
 
 def train(
-    cfg: dict,
+    cfg: TrainConfig | Mapping,
     *,
     train_dir: str | Path,
     val_dir: str | Path,
@@ -85,8 +87,8 @@ def train(
 
     Parameters
     ----------
-    cfg : dict
-        The ``train`` section of ``params.yaml``.
+    cfg : TrainConfig or mapping
+        The ``train`` section of ``params.yaml`` (unknown keys are an error).
     train_dir, val_dir : str or Path
         Shard sets of the training and validation splits.
     model_dir : str or Path
@@ -124,47 +126,46 @@ def train(
 
     quiet_lightning()
     root = Path(root) if root is not None else Path.cwd()
-    all_params = all_params if all_params is not None else {"train": cfg}
-    if int(cfg.get("num_threads", 0)) > 0:
-        torch.set_num_threads(int(cfg["num_threads"]))
-    seed = int(cfg["seed"])
+    cfg = TrainConfig.from_mapping(cfg)
+    all_params = all_params if all_params is not None else {"train": cfg.as_dict()}
+    if cfg.num_threads > 0:
+        torch.set_num_threads(cfg.num_threads)
+    seed = cfg.seed
     pl.seed_everything(seed, workers=True, verbose=False)  # complement: init and dropout
     torch.manual_seed(seed)
 
     priors = ShardSet(train_dir).class_fraction
-    arch_kwargs = dict(cfg.get("arch_kwargs") or {})
+    arch_kwargs = cfg.arch_kwargs
     module = MaskModule(
-        priors=[float(priors[a]) for a in ABBREVIATIONS], architecture=cfg["architecture"],
-        arch_kwargs=arch_kwargs, loss=cfg.get("loss", "balanced"),
-        balance_beta=float(cfg.get("balance_beta", 1.0)),
-        max_weight_ratio=cfg.get("max_weight_ratio"),
-        focal_gamma=float(cfg.get("focal_gamma", 0.0)),
-        neighbourhood=int(cfg.get("neighbourhood", 3)), aux_weight=float(cfg["aux_weight"]),
-        init_bias=bool(cfg.get("init_bias", True)), optimizer=cfg["optimizer"],
-        lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]),
-        lr_schedule=cfg.get("lr_schedule", "none"), warmup=float(cfg.get("warmup", 0.05)),
-        channels_last=bool(cfg.get("channels_last", False)),
-        metric_bins=int(cfg["metric_bins"]),
+        priors=[float(priors[a]) for a in ABBREVIATIONS], architecture=cfg.architecture,
+        arch_kwargs=arch_kwargs, loss=cfg.loss,
+        balance_beta=cfg.balance_beta,
+        max_weight_ratio=cfg.max_weight_ratio,
+        focal_gamma=cfg.focal_gamma,
+        neighbourhood=cfg.neighbourhood, aux_weight=cfg.aux_weight,
+        init_bias=cfg.init_bias, optimizer=cfg.optimizer,
+        lr=cfg.lr, weight_decay=cfg.weight_decay,
+        lr_schedule=cfg.lr_schedule, warmup=cfg.warmup,
+        channels_last=cfg.channels_last,
+        metric_bins=cfg.metric_bins,
     )
     stride = int(getattr(module.net, "stride", 1))
-    if int(cfg["tile"]) % stride:
+    if cfg.tile % stride:
         raise ConfigError(f"train.tile must be a multiple of the network's stride {stride}, "
-                          f"got {cfg['tile']}")
-    final = cfg.get("final_weights", "best")
-    if final not in ("best", "last"):
-        raise ConfigError(f"train.final_weights must be 'best' or 'last', got {final!r}")
+                          f"got {cfg.tile}")
+    final = cfg.final_weights
     data = ShardDataModule(
-        train_dir, val_dir, crop=int(cfg["crop"]), val_crop=cfg.get("val_crop"),
-        batch_size=int(cfg["batch_size"]), val_batch_size=int(cfg["val_batch_size"]),
-        augment=bool(cfg["augment"]), mesh=int(cfg["mesh"]), seed=seed,
-        num_workers=int(cfg["num_workers"]), cache_mb=float(cfg.get("cache_mb", 0)),
-        focus_classes=list(cfg.get("focus_classes") or []),
-        focus_fraction=float(cfg.get("focus_fraction", 0.0)),
+        train_dir, val_dir, crop=cfg.crop, val_crop=cfg.val_crop,
+        batch_size=cfg.batch_size, val_batch_size=cfg.val_batch_size,
+        augment=cfg.augment, mesh=cfg.mesh, seed=seed,
+        num_workers=cfg.num_workers, cache_mb=cfg.cache_mb,
+        focus_classes=cfg.focus_classes,
+        focus_fraction=cfg.focus_fraction,
     )
 
-    ckpt_dir = root / cfg["checkpoint_dir"]
+    ckpt_dir = root / cfg.checkpoint_dir
     last = ckpt_dir / "last.ckpt"
-    resume = bool(cfg.get("resume")) and last.is_file()
+    resume = cfg.resume and last.is_file()
     run_id = None
     if resume and (ckpt_dir / _RUN_FILE).is_file():
         run_id = json.loads((ckpt_dir / _RUN_FILE).read_text()).get("run_id")
@@ -173,8 +174,8 @@ def train(
     mlf = MLFlowLogger(experiment_name=tracking.EXPERIMENT_NAME, tracking_uri=uri,
                        artifact_location=tracking.artifact_root(uri), tags=provenance,
                        run_id=run_id)
-    precision = training_precision(str(cfg["precision"]), accelerator=str(cfg["accelerator"]))
-    log.info("precision %s (train.precision: %s) on %s", precision, cfg["precision"],
+    precision = training_precision(cfg.precision, accelerator=cfg.accelerator)
+    log.info("precision %s (train.precision: %s) on %s", precision, cfg.precision,
              cpu_info().describe())
     if run_id is None:  # a resumed run already holds its params (MLflow refuses changes)
         flat = _flatten("", all_params, {})
@@ -202,17 +203,17 @@ def train(
                                      auto_insert_metric_name=False,
                                      save_on_train_epoch_end=True)
     trainer = pl.Trainer(
-        accelerator=cfg["accelerator"], devices=cfg["devices"], strategy=cfg["strategy"],
-        precision=precision, max_epochs=int(cfg["max_epochs"]),
-        max_steps=int(cfg["max_steps"]), max_time=_max_time(cfg.get("max_time_min")),
-        limit_train_batches=cfg["limit_train_batches"],
-        limit_val_batches=cfg["limit_val_batches"],
-        check_val_every_n_epoch=int(cfg.get("val_every_n_epochs", 1)),
-        log_every_n_steps=int(cfg["log_every_n_steps"]), logger=mlf, callbacks=[checkpoint],
+        accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
+        precision=precision, max_epochs=cfg.max_epochs,
+        max_steps=cfg.max_steps, max_time=_max_time(cfg.max_time_min),
+        limit_train_batches=cfg.limit_train_batches,
+        limit_val_batches=cfg.limit_val_batches,
+        check_val_every_n_epoch=cfg.val_every_n_epochs,
+        log_every_n_steps=cfg.log_every_n_steps, logger=mlf, callbacks=[checkpoint],
         num_sanity_val_steps=0, enable_model_summary=False, default_root_dir=str(ckpt_dir),
-        deterministic=False, enable_progress_bar=bool(cfg.get("progress_bar", True)),
+        deterministic=False, enable_progress_bar=cfg.progress_bar,
     )
-    log.info("training %s (%d parameters) on %s, run %s", cfg["architecture"],
+    log.info("training %s (%d parameters) on %s, run %s", cfg.architecture,
              sum(p.numel() for p in module.net.parameters()), train_dir, mlf.run_id)
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
 
@@ -230,11 +231,11 @@ def train(
     net = module.net.cpu().to(memory_format=torch.contiguous_format).eval()
     margin = receptive_field_margin(net)
     calibrated = module.calibration_priors()  # P_N(c) of the prior correction at inference
-    tile = int(cfg["tile"])
+    tile = cfg.tile
     meta = ModelMeta(
-        architecture=cfg["architecture"], arch_kwargs=arch_kwargs,
+        architecture=cfg.architecture, arch_kwargs=arch_kwargs,
         classes=list(ABBREVIATIONS), training_priors=calibrated,
-        normalization={"mesh": int(cfg["mesh"])}, tile=tile, margin=int(margin),
+        normalization={"mesh": cfg.mesh}, tile=tile, margin=int(margin),
         provenance={**provenance, "run_id": mlf.run_id, "experiment_id": mlf.experiment_id,
                     "tracking_uri": uri, "global_step": int(trainer.global_step),
                     "split_class_fraction": dict(priors),
@@ -242,10 +243,10 @@ def train(
         params=all_params,
     )
     meta.thresholds = calibrate_thresholds(
-        net, meta, val_dir, rule=str(cfg.get("threshold_rule", "fpr")),
-        target_fpr=float(cfg.get("target_fpr", 1e-4)),
-        class_target_fpr=dict(cfg.get("class_target_fpr") or {}),
-        batch_size=int(cfg["val_batch_size"]), n_bins=int(cfg["metric_bins"]))
+        net, meta, val_dir, rule=cfg.threshold_rule,
+        target_fpr=cfg.target_fpr,
+        class_target_fpr=cfg.class_target_fpr,
+        batch_size=cfg.val_batch_size, n_bins=cfg.metric_bins)
     save_package(net, meta, model_dir)
     mlf.experiment.log_metric(mlf.run_id, "margin_px", float(margin))
     for abbr, value in meta.thresholds.items():

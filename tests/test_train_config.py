@@ -1,0 +1,41 @@
+"""Typed stage settings: unknown keys and wrong types are refused, values keep their meaning."""
+
+import pytest
+import yaml
+
+from mmx.errors import ConfigError
+from mmx.train_config import TrainConfig
+from pipelines.params import ROOT
+
+
+def test_params_yaml_train_section_is_valid_and_typed():
+    cfg = TrainConfig.from_mapping(yaml.safe_load((ROOT / "params.yaml").read_text())["train"])
+    assert cfg.max_steps > 0 and cfg.max_time_min is None  # a step budget: reproducible
+    assert cfg.precision == "auto" and cfg.threshold_rule == "fpr"
+
+
+def test_a_typo_is_an_error_naming_the_allowed_keys():
+    with pytest.raises(ConfigError, match="unknown train setting.*lr_schedul;.*lr_schedule"):
+        TrainConfig.from_mapping({"lr_schedul": "cosine"})
+
+
+@pytest.mark.parametrize(("key", "value", "match"), [
+    ("crop", "big", "train.crop = 'big': expected an integer"),
+    ("crop", 12.5, "expected an integer"),
+    ("augment", "yes", "expected true or false"),
+    ("lr", "fast", "expected a number"),
+    ("final_weights", "middle", "final_weights must be 'best' or 'last'"),
+    ("target_fpr", 2.0, r"target_fpr must be in \(0, 1\)"),
+])
+def test_wrong_values_are_refused(key, value, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig.from_mapping({key: value})
+
+
+def test_int_or_float_settings_keep_their_type():
+    # Lightning reads 1.0 as "the whole split" and 1 as "one batch": never turn one into the other
+    cfg = TrainConfig.from_mapping({"limit_train_batches": 1.0, "limit_val_batches": 2})
+    assert type(cfg.limit_train_batches) is float and cfg.limit_train_batches == 1.0
+    assert type(cfg.limit_val_batches) is int
+    assert TrainConfig.from_mapping({"max_time_min": None}).max_time_min is None
+    assert TrainConfig.from_mapping({"max_time_min": 5}).max_time_min == 5.0
