@@ -14,16 +14,16 @@ masks any number of images. For each image it
    which converts it at once into the output type: no full-size plane of an unrequested
    class, and for the bit mask no float plane at all, is ever held.
 
-CPU speed (2 cores, AVX-512; see ``benchmarks/README.md`` for the figures): channels-last
-memory layout lets oneDNN use its blocked convolution kernels; folding BatchNorm removes
-one pass over every activation; ``precision="bfloat16"`` runs the convolutions in
-bfloat16 where the CPU has native bf16 instructions.
+Arithmetic: the network runs in one of the paths of :mod:`mmx.runtimes` (PyTorch float32
+or bfloat16, ONNX Runtime float32 or int8), chosen per machine by
+:func:`mmx.runtimes.choose_path` unless forced (``runtime=``, ``precision=``, or
+``$MMX_RUNTIME`` for ``mmx predict``); ``benchmarks/README.md`` has the figures.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -34,54 +34,12 @@ from mmx.errors import ConfigError, ModelError
 from mmx.masks import MaskWriter, OutputMode, make_writer
 from mmx.normalize import normalize_image
 from mmx.priors import resolve_priors
+from mmx.runtimes import PRECISIONS, RUNTIMES, bf16_supported, fold_batchnorm
 from mmx.tiling import TilePlan, iter_batches, pad_image, plan_tiles
 
-__all__ = ["PRECISIONS", "Predictor", "fold_batchnorm", "bf16_supported"]
+__all__ = ["PRECISIONS", "RUNTIMES", "Predictor", "fold_batchnorm", "bf16_supported"]
 
 log = logging.getLogger(__name__)
-
-PRECISIONS = ("auto", "float32", "bfloat16")
-
-
-def bf16_supported() -> bool:
-    """True when the CPU runs bfloat16 convolutions natively (AVX-512 BF16 or AMX).
-
-    oneDNN's own test (``_is_mkldnn_bf16_supported``) is also true where bf16 is only
-    emulated (any AVX-512BW CPU), which is slower than float32: both must hold.
-    """
-    import torch
-
-    from mmx.hardware import native_bf16
-
-    try:
-        return native_bf16() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def fold_batchnorm(net):
-    """Return a copy of ``net`` (eval mode) with each BatchNorm folded into its convolution.
-
-    Every ``Conv2d`` directly followed by a ``BatchNorm2d`` inside an ``nn.Sequential``
-    becomes one ``Conv2d`` with bias, and the BatchNorm an ``Identity``: the same function
-    in eval mode (to float rounding), one pass less over each activation.
-    """
-    import torch
-    from torch import nn
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    net = copy.deepcopy(net).eval()
-    for module in net.modules():
-        if not isinstance(module, nn.Sequential):
-            continue
-        for i in range(len(module) - 1):
-            conv, bn = module[i], module[i + 1]
-            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-                with torch.no_grad():
-                    module[i] = fuse_conv_bn_eval(conv, bn)
-                module[i + 1] = nn.Identity()
-    return net
-
 
 @dataclass
 class _Settings:
@@ -90,6 +48,7 @@ class _Settings:
     align: int
     batch_size: int
     precision: str
+    runtime: str
     channels_last: bool
     threads: int | None
 
@@ -117,11 +76,13 @@ class Predictor:
         Largest tile side and margin, pixels (default: the model's ``meta.tile`` and
         ``meta.margin``). The margin must cover the network's receptive field
         (:func:`mmx.nets.receptive_field_margin`).
-    precision : {"auto", "float32", "bfloat16"}
-        Arithmetic of the convolutions. ``"auto"`` picks bfloat16 when the CPU supports it
-        natively, else float32. Logits differ from float32 by about 1e-3.
+    precision : {"auto", "float32", "bfloat16", "int8"}
+        Arithmetic of the network. ``"auto"`` picks the fastest agreeing path on this CPU
+        (:func:`mmx.runtimes.choose_path`); ``"float32"`` alone is the PyTorch reference.
+    runtime : {"auto", "torch", "onnxruntime"}, optional
+        Library that runs the network; default ``$MMX_RUNTIME``, else ``"auto"``.
     channels_last : bool
-        Use the channels-last memory layout (faster with oneDNN on x86).
+        Use the channels-last memory layout (PyTorch; faster with oneDNN on x86).
     fold_bn : bool
         Fold BatchNorm layers into the preceding convolutions (:func:`fold_batchnorm`).
 
@@ -143,6 +104,7 @@ class Predictor:
         tile: int | None = None,
         margin: int | None = None,
         precision: str = "auto",
+        runtime: str | None = None,
         channels_last: bool = True,
         fold_bn: bool = True,
     ) -> None:
@@ -171,15 +133,14 @@ class Predictor:
         self.apply_priors = bool(apply_priors)
         if batch_size < 1:
             raise ConfigError(f"batch size must be >= 1, got {batch_size}")
-        if precision not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, "
-                              f"got {precision!r}")
         if threads is not None:
             if threads < 1:
                 raise ConfigError(f"threads must be >= 1, got {threads}")
             torch.set_num_threads(int(threads))
-        if precision == "auto":
-            precision = "bfloat16" if bf16_supported() else "float32"
+        from mmx.runtimes import choose_path, make_runtime
+
+        runtime, precision = choose_path(runtime or os.environ.get("MMX_RUNTIME") or "auto",
+                                         precision)
         net = package.net
         if net is None or not callable(net):
             raise ModelError(f"model {package.source!r} has no network to run")
@@ -191,13 +152,14 @@ class Predictor:
                               f"margin={margin}")
         self.settings = _Settings(tile=tile, margin=margin, align=align,
                                   batch_size=int(batch_size), precision=precision,
-                                  channels_last=bool(channels_last), threads=threads)
+                                  runtime=runtime, channels_last=bool(channels_last),
+                                  threads=threads)
         self._shift = torch.as_tensor(shift, dtype=torch.float32).reshape(-1, 1, 1)
         self._index = torch.as_tensor(self._plane_index, dtype=torch.long)
-        net = fold_batchnorm(net) if fold_bn else copy.deepcopy(net)
-        if channels_last:
-            net = net.to(memory_format=torch.channels_last)
-        self.net = net
+        self.runtime = make_runtime(net, meta, runtime=runtime, precision=precision,
+                                    threads=threads, channels_last=channels_last,
+                                    fold_bn=fold_bn)
+        log.info("network path: %s", self.runtime.name)
 
     def plan(self, shape: tuple[int, int]) -> TilePlan:
         """The tile plan used for an image of ``shape``."""
@@ -244,14 +206,10 @@ class Predictor:
         del norm
         s = self.settings
         th, tw = plan.tile_shape
-        fmt = torch.channels_last if s.channels_last else torch.contiguous_format
-        bf16 = s.precision == "bfloat16"
         with torch.inference_mode():
             for batch in iter_batches(plan, s.batch_size):
                 x = torch.stack([padded[t.y:t.y + th, t.x:t.x + tw] for t in batch])
-                x = x.unsqueeze(1).contiguous(memory_format=fmt)
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                    logits = self.net(x)
+                logits = self.runtime(x.unsqueeze(1))
                 if not self._all_planes:
                     logits = logits.index_select(1, self._index)
                 logits = logits.float()
@@ -295,4 +253,5 @@ class Predictor:
             "tile": self.settings.tile,
             "margin": self.settings.margin,
             "precision": self.settings.precision,
+            "runtime": self.settings.runtime,
         }
