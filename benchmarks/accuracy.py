@@ -3,18 +3,21 @@
 1. Peers in their own environments under ``--envs`` (created and filled when absent):
    MaxiMask 1.4.1 (``pip install maximask``, TensorFlow), deepCR 0.3.1 (``pip install
    torch==2.13.0 deepcr matplotlib astropy``); astroscrappy runs in mmx's own venv. A peer
-   that cannot be installed is skipped and the report says so.
-2. mmx's held-out synthesized test set (``derived/test``, exact truth and ignore planes):
-   MaxiMask only processes images whose sides both exceed 400 px, so the 400x400 test
-   cutouts are reassembled into larger frames (:func:`assemble_frames`): cutouts of one
-   CCD go back to their own places on the detector, so each frame is a contiguous piece
-   of a real CCD (sky, noise and stars continuous across cutout borders); cells of the
-   bounding box with no test cutout are filled with sky noise and ignored. Every tool
-   gets the same frames; ignored pixels are left out of every count. Per class: TPR at
-   FPR = 1e-3 and 1e-4, AUC, and TPR/FPR/purity at each tool's default operating point.
-3. Real frames (``../shared/real``, skipped when absent): cosmic rays on the HST WFPC2
-   frame against its IRAF L.A.Cosmic mask (agreement, not truth), with PNG cut-outs of
-   where each tool disagrees with it; the saturated star and bleed of the CTIO frame.
+   that cannot be installed is skipped and the report says so (:func:`setup_tools`).
+2. First, real skies held out from training (``benchmarks/real_skies.py``,
+   :func:`benchmarks.real_skies.real_sky_section`): held-out real frames with injected
+   contaminants (exact truth), the real labelled cases (WFPC2 against L.A.Cosmic, the
+   clean DECam/Mosaic3 frames, the Dyer hot columns, the CTIO saturated star), hard
+   negatives and absent classes. Skipped when the real frames are absent.
+3. Second, in-distribution: mmx's held-out synthesized test set (``derived/test``, exact
+   truth and ignore planes), made by the simulator mmx trains on. MaxiMask only processes
+   images whose sides both exceed 400 px, so the 400x400 test cutouts are reassembled
+   into larger frames (:func:`assemble_frames`): cutouts of one CCD go back to their own
+   places on the detector, so each frame is a contiguous piece of a real CCD (sky, noise
+   and stars continuous across cutout borders); cells of the bounding box with no test
+   cutout are filled with sky noise and ignored. Every tool gets the same frames; ignored
+   pixels are left out of every count. Per class: TPR at FPR = 1e-3 and 1e-4, AUC, and
+   TPR/FPR/purity at each tool's default operating point.
 4. Wall time, CPU time and peak memory of each tool on the same frames
    (:func:`toolrun.measure`).
 5. Writes ``benchmarks/out/accuracy.md`` with tables and PNG figures beside it.
@@ -22,8 +25,8 @@
 How each tool runs (its defaults, as users run it):
 
 * mmx: ``mmx predict FRAMES --mode prob`` (default prior correction): float32
-  probabilities per class; its default operating point is the model's thresholds
-  calibrated on its validation split, which ``mmx predict`` uses for binary masks.
+  probabilities per class; its default operating point is the model's stored thresholds,
+  which ``mmx predict`` uses for binary masks.
 * MaxiMask: ``maximask FRAMES --proba_thresh False`` (its default prior correction, float32
   probabilities); its default operating point is its own default thresholds (the class
   table) applied to those probabilities, exactly what it does when thresholding.
@@ -74,17 +77,20 @@ __all__ = [
     "tpr_at_purity",
     "disagreement_windows",
     "saturation_plateau",
+    "make_tools",
+    "run_tool",
+    "add_tool_arguments",
+    "setup_tools",
     "main",
 ]
 
 log = logging.getLogger("benchmarks.accuracy")
 
 OUT = ROOT / "benchmarks" / "out"
-REAL = ROOT.parent / "shared" / "real"
+REAL = ROOT / "../shared/real"  # params.yaml real.source (MMX_REAL_DIR or --real override it)
+REAL = Path(os.environ.get("MMX_REAL_DIR") or REAL)
 WFPC2 = "hst_wfpc2_u3060301m_wf3_F814W_MS1137.fits"
 WFPC2_LAC = "hst_wfpc2_u3060301m_wf3_F814W_MS1137_lacosmic_iraf_mask.fits"
-CTIO = "ctio4m_mosaic2_I_420s_cutout.fits"
-WFPC2_GAIN, WFPC2_READ_NOISE_E, WFPC2_SATURATE = 7.0, 5.2, 4095.0  # ATODGAIN; WFPC2 handbook
 FPR_POINTS = (1e-3, 1e-4)
 
 
@@ -710,9 +716,8 @@ def _usage_rows(usages: list[tuple[str, str, int, float, Usage]]) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- main
-def main(argv: list[str] | None = None) -> int:
-    """Command line of the benchmark."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_tool_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options shared by this benchmark and ``real_skies.py``: model, peers, frames."""
     parser.add_argument("--model", help="model folder or models:/NAME@ALIAS (default: "
                         "models/mmx-model; a random-weight model if it does not exist)")
     parser.add_argument("--envs", type=Path, default=ROOT / "benchmarks" / ".envs",
@@ -723,26 +728,31 @@ def main(argv: list[str] | None = None) -> int:
                         help="an existing deepCR venv (default ENVS/deepcr)")
     parser.add_argument("--no-install", action="store_true",
                         help="never create venvs or pip install: skip missing peers")
-    parser.add_argument("--test", type=Path, default=ROOT / "derived" / "test",
-                        help="held-out test shard set")
-    parser.add_argument("--real", type=Path, default=REAL, help="folder of the real frames")
+    parser.add_argument("--real", type=Path, default=REAL,
+                        help="folder of the real frames (default params.yaml real.source)")
+    parser.add_argument("--draws", type=int, default=3,
+                        help="injection draws per held-out real frame")
     parser.add_argument("--out", type=Path, default=OUT, help="report folder")
     parser.add_argument("--purity", default="0.8,0.9",
                         help="purities at which the WFPC2 TPR is compared")
     parser.add_argument("--maximask-batch-size", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=2020, help="seed of the filler noise")
+    parser.add_argument("--seed", type=int, default=2020,
+                        help="seed of the real-sky injections and of the filler noise")
     parser.add_argument("--reuse", action="store_true",
                         help="reuse tool outputs and timings of an earlier run (same frames)")
     parser.add_argument("--keep-work", action="store_true",
-                        help="keep frames and tool outputs (OUT/accuracy-work, ~1 GB)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    purities = [float(p) for p in args.purity.split(",") if p.strip()]
-    out = args.out
-    work = out / "accuracy-work"
-    work.mkdir(parents=True, exist_ok=True)
-    load_before = os.getloadavg()
+                        help="keep frames and tool outputs (OUT/*-work, ~1 GB)")
 
+
+def setup_tools(args: argparse.Namespace, work: Path) -> tuple[list[Tool], str]:
+    """Peers found or installed as ``args`` say, and every tool with its model's note.
+
+    Returns
+    -------
+    (list of Tool, str)
+        All tools (unavailable ones with ``available`` False and a note) and a markdown
+        description of the mmx model.
+    """
     peers = {
         "maximask": ensure_venv("MaxiMask", args.maximask_venv or args.envs / "maximask",
                                 packages=MAXIMASK_PACKAGES, install=not args.no_install,
@@ -761,21 +771,49 @@ def main(argv: list[str] | None = None) -> int:
                                      "astroscrappy skipped: not importable in mmx's venv")
     model, model_what = _choose_model(args.model, work)
     tools = make_tools(model=model, peers=peers, maximask_batch=args.maximask_batch_size)
-    live = [t for t in tools if t.available]
     for t in tools:
         if not t.available:
             log.warning("%s", t.note)
+    return tools, model_what
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line of the benchmark."""
+    from benchmarks.real_skies import real_sky_section
+    from mmx.hardware import cpu_info
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_tool_arguments(parser)
+    parser.add_argument("--test", type=Path, default=ROOT / "derived" / "test",
+                        help="held-out test shard set of the simulator (in-distribution)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    purities = [float(p) for p in args.purity.split(",") if p.strip()]
+    out = args.out
+    work = out / "accuracy-work"
+    work.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
+    tools, model_what = setup_tools(args, work)
+    live = [t for t in tools if t.available]
 
     md: list[str] = [
         "# Accuracy: mmx against MaxiMask, deepCR and astroscrappy", "",
-        f"Written by `benchmarks/accuracy.py` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; "
-        f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f} at the start.", "",
+        f"Written by `benchmarks/accuracy.py` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on "
+        f"{cpu_info().describe()}; load average {load_before[0]:.2f} at the start.", "",
         f"mmx model: {model_what}.", "",
-        "Tools: " + "; ".join(t.note for t in tools if t.note) + ".", "",
+        "Tools: " + "; ".join(dict.fromkeys(t.note for t in tools if t.note)) + ".", "",
+        "First real frames held out from training (what users will see), then the "
+        "simulator's own test split (in-distribution for mmx: it was trained on the same "
+        "simulator, so those figures are an upper bound).", "",
     ]
     usages: list[tuple[str, str, int, float, Usage]] = []
 
-    # ---- synthesized test set
+    # ---- real skies held out from training: first
+    real = real_sky_section(args.real, live, work, out, draws=args.draws, seed=args.seed,
+                            purities=purities, reuse=args.reuse, usages=usages)
+    md += ["#" + line if line.startswith("#") else line for line in real]
+
+    # ---- synthesized test set: second, in-distribution
     from mmx.shards import ShardSet
 
     results: dict[str, dict] = {}
@@ -784,7 +822,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - any failure to open is reported and skipped
         log.warning("test set skipped: %s", exc)
         test = None
-        md += ["## Synthesized test set", "", f"Skipped: {exc}", ""]
+        md += ["## In-distribution: the simulator's own test split", "", f"Skipped: {exc}",
+               ""]
     if test is not None:
         rng = np.random.default_rng(args.seed)
         frames = assemble_frames(list(test), rng=rng)
@@ -814,10 +853,6 @@ def main(argv: list[str] | None = None) -> int:
             roc = _plot_roc(results, live, out / "accuracy_roc.png")
             md += [f"![ROC per class]({roc.name})", ""]
 
-    # ---- real frames
-    md += _real_section(args.real, live, work, out, purities=purities, reuse=args.reuse,
-                        usages=usages)
-
     # ---- timings
     load_after = os.getloadavg()
     md += ["## Time and memory (same run, same frames)", "",
@@ -834,7 +869,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("wrote %s", report)
     print("\n".join(md))
     if not args.keep_work:
-        for sub in ("test", "wfpc2", "ctio"):
+        for sub in ("test", "real"):
             shutil.rmtree(work / sub, ignore_errors=True)
     return 0
 
@@ -845,7 +880,7 @@ def _test_section(frames: list[TestFrame], test, tools: list[Tool], results: dic
 
     n_cut = sum(len(f.members) for f in frames)
     where = test.folder.relative_to(ROOT) if test.folder.is_relative_to(ROOT) else test.folder
-    lines = ["## Synthesized held-out test set", "",
+    lines = ["## In-distribution: the simulator's own held-out test split", "",
              f"`{where}`: "
              f"{len(test)} cutouts of {test.summary['shape'][0]}x{test.summary['shape'][1]} "
              "px, never used in training. MaxiMask only processes images whose sides both "
@@ -868,7 +903,7 @@ def _test_section(frames: list[TestFrame], test, tools: list[Tool], results: dic
               "contaminants injected in one cutout stop at its border. The test cutouts "
               "come from mmx's own simulator, whose contaminant models mmx was trained on "
               "and MaxiMask was not: this measures how well each tool finds *these* "
-              "contaminants; the real frames below are the check on real data.", "",
+              "contaminants; the real frames above are the check on real data.", "",
               "Operating points: mmx and MaxiMask with their default priors (the same table) "
               "and thresholds (MaxiMask's table; mmx's calibrated on its validation split); "
               "deepCR at threshold 0.5 (its default); astroscrappy with "
@@ -922,102 +957,6 @@ def _test_section(frames: list[TestFrame], test, tools: list[Tool], results: dic
                          f"{_f(res['tpr'][k])} | {_e(res['fpr'][k])} | "
                          f"{_f(res['purity'][k])} |")
     return lines + [""]
-
-
-def _real_section(real: Path, tools: list[Tool], work: Path, out: Path, *,
-                  purities: list[float], reuse: bool,
-                  usages: list[tuple[str, str, int, float, Usage]]) -> list[str]:
-    from astropy.io import fits
-
-    lines = ["## Real frames", ""]
-    if not (real / WFPC2).is_file() or not (real / WFPC2_LAC).is_file():
-        return lines + [f"Skipped: {real / WFPC2} or its L.A.Cosmic mask is absent.", ""]
-    image = np.asarray(fits.getdata(real / WFPC2), dtype=np.float32)
-    ref = np.asarray(fits.getdata(real / WFPC2_LAC)) > 0
-    path = _write_frame(work / "wfpc2" / "frames" / "wfpc2_wf3.fits", image,
-                        GAIN=WFPC2_GAIN, RDNOISE=WFPC2_READ_NOISE_E, SATURATE=WFPC2_SATURATE,
-                        BUNIT="DN")
-    curves: dict[str, dict] = {}
-    points: dict[str, dict] = {}
-    rows = []
-    for tool in tools:
-        if "CR" not in tool.classes:
-            continue
-        u = run_tool(tool, [path], work / "wfpc2", reuse=reuse)
-        usages.append((tool.label, "WFPC2 frame", 1, image.size / 1e6, u))
-        probs, names = _read_probs(tool, tool.output(path, work / "wfpc2" / tool.key))
-        prob = probs[names.index("CR")]
-        thr = tool.thresholds["CR"]
-        predicted = prob >= thr
-        st = point_stats(predicted, ref)
-        st["label"] = tool.label
-        points[tool.key] = st
-        at = {}
-        if not tool.binary:
-            c = _curves(1, [thr])
-            _update(c, prob[None], ref.astype(np.uint16), np.zeros(ref.shape, np.uint8))
-            res = _result(c)
-            res["label"] = tool.label
-            curves[tool.key] = res
-            at = {p: tpr_at_purity(res["roc_tpr"][0], res["curve_purity"][0], p)
-                  for p in purities}
-        rows.append(f"| {tool.label} | {st['tp'] + st['fp']} | {_f(st['tpr'])} | "
-                    f"{_f(st['purity'])} | " + " | ".join(
-                        _f(at.get(p, float('nan'))) for p in purities) + " |")
-        png = _plot_disagreement(image, ref, predicted, tool.label,
-                                 out / f"accuracy_wfpc2_{tool.key}.png")
-        if png is not None:
-            st["png"] = png.name
-    lines += ["### HST WFPC2 WF3 (F814W, 2400 s): cosmic rays against IRAF L.A.Cosmic", "",
-              f"{image.shape[1]}x{image.shape[0]} px; the L.A.Cosmic mask flags "
-              f"{int(ref.sum())} px ({ref.mean():.1%}). It is an algorithm's output, not "
-              "truth: these figures measure agreement. Gain 7 e-/DN, read noise "
-              "5.2 e-, saturation 4095 DN given to the tools that take them.", "",
-              "| tool | px flagged | TPR vs L.A.C. | purity vs L.A.C. | " + " | ".join(
-                  f"TPR at purity {p:g}" for p in purities) + " |",
-              "|---|---|---|---|" + "---|" * len(purities), *rows, ""]
-    if curves or points:
-        fig = _plot_purity(curves, points, out / "accuracy_wfpc2_purity.png")
-        lines += [f"![WFPC2 TPR vs purity]({fig.name})", ""]
-    pngs = [f"[{st['label']}](accuracy_wfpc2_{k}.png)" for k, st in points.items()
-            if "png" in st]
-    if pngs:
-        lines += ["Where each tool disagrees most with L.A.Cosmic (four 64x64 windows each; "
-                  "red: tool only, blue: L.A.Cosmic only, yellow: both): " + ", ".join(pngs)
-                  + ".", ""]
-
-    if not (real / CTIO).is_file():
-        return lines + [f"CTIO frame skipped: {real / CTIO} is absent.", ""]
-    image = np.asarray(fits.getdata(real / CTIO), dtype=np.float32)
-    header = fits.getheader(real / CTIO)
-    plateau = saturation_plateau(image)
-    above_key = image >= float(header.get("SATURATE", np.inf))
-    path = _write_frame(work / "ctio" / "frames" / "ctio.fits", image,
-                        SATURATE=float(header.get("SATURATE", 65535.0)))
-    sat_masks = {}
-    rows = []
-    for tool in tools:
-        if "SAT" not in tool.classes:
-            continue
-        u = run_tool(tool, [path], work / "ctio", reuse=reuse)
-        usages.append((tool.label, "CTIO frame", 1, image.size / 1e6, u))
-        probs, names = _read_probs(tool, tool.output(path, work / "ctio" / tool.key))
-        mask = probs[names.index("SAT")] >= tool.thresholds["SAT"]
-        sat_masks[tool.label] = mask
-        rows.append(f"| {tool.label} | {mask[plateau].mean():.3f} | "
-                    f"{mask[above_key].mean() if above_key.any() else float('nan'):.3f} | "
-                    f"{int(mask.sum())} | {int((mask & ~plateau).sum())} |")
-    lines += ["### CTIO 4 m Mosaic2 (I, 420 s): the saturated star and its bleed", "",
-              f"Plateau: pixels at or above 95 % of the frame maximum ({image.max():.0f} "
-              f"ADU): {int(plateau.sum())} px. The header's SATURATE ({header.get('SATURATE')}) "
-              f"is lower than the plateau (processed frame): {int(above_key.sum())} px "
-              "reach it.", "",
-              "| tool | plateau px flagged SAT | px >= SATURATE flagged SAT | SAT px in frame "
-              "| SAT px off the plateau |", "|---|---|---|---|---|", *rows, ""]
-    if sat_masks:
-        png = _plot_saturation(image, plateau, sat_masks, out / "accuracy_ctio_sat.png")
-        lines += [f"![CTIO saturation]({png.name})", ""]
-    return lines
 
 
 if __name__ == "__main__":

@@ -1,0 +1,154 @@
+"""Pure functions of the real-sky benchmark (``benchmarks/real_skies.py``): no tool runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks.real_skies import (
+    MIN_SIDE,
+    SKY_FRAMES,
+    RealSplit,
+    _params,
+    _synthesis_config,
+    check_scored,
+    find_peaks,
+    flag_fractions,
+    frame_sample,
+    inject,
+    locate_hot_columns,
+    pad_frame,
+    read_split,
+)
+from mmx.classes import label_bit
+from mmx.cleaning.stage import CleanCCD
+from mmx.errors import ConfigError
+
+
+def test_small_frames_are_mirror_padded_and_the_padding_counts_nowhere(rng):
+    image = rng.normal(size=(208, 204)).astype(np.float32)
+    padded, region = pad_frame(image)
+    assert padded.shape == (MIN_SIDE, MIN_SIDE)
+    np.testing.assert_array_equal(padded[region], image)
+    ys, xs = region
+    np.testing.assert_array_equal(padded[ys.start - 1, xs], image[0])  # mirrored
+    np.testing.assert_array_equal(padded[ys, xs.stop], image[:, -1])
+    # a tool flagging only the padding has flagged nothing of the frame
+    flags = np.ones(padded.shape, bool)
+    flags[region] = False
+    assert flag_fractions({"CR": flags[region]}) == {"CR": 0.0}
+    flags[ys.start, xs.start] = True
+    assert flag_fractions({"CR": flags[region]})["CR"] == pytest.approx(1 / image.size)
+
+
+def test_large_frames_are_left_alone_and_one_short_axis_is_padded(rng):
+    big = rng.normal(size=(500, 420))
+    same, region = pad_frame(big)
+    assert same is big and same[region].shape == big.shape
+    wide = rng.normal(size=(375, 500))
+    padded, region = pad_frame(wide)
+    assert padded.shape == (MIN_SIDE, 500)
+    assert region[0] == slice(20, 395) and region[1] == slice(0, 500)
+    with pytest.raises(ValueError, match="2-D image"):
+        pad_frame(np.zeros(5))
+
+
+def test_frames_that_train_or_are_not_held_out_are_refused():
+    split = RealSplit(train=("a.fits",), holdout=("b.fits", "c.fits"))
+    check_scored(["b.fits", "some/folder/c.fits"], split)
+    with pytest.raises(ConfigError, match=r"a\.fits is in params.yaml real.train"):
+        check_scored(["b.fits", "a.fits"], split)
+    with pytest.raises(ConfigError, match=r"d\.fits is not in params.yaml real.holdout"):
+        check_scored(["d.fits"], split)
+    with pytest.raises(ConfigError, match="no real.holdout"):
+        read_split({"real": {"train": ["x/a.fits"]}})
+
+
+def test_the_project_split_holds_out_every_scored_frame():
+    split = read_split()
+    check_scored(list(SKY_FRAMES), split)
+    assert not set(split.train) & set(split.holdout)
+
+
+def _sky(rng, shape=(512, 512), sky=100.0, noise=1.5):
+    return rng.normal(sky, noise, size=shape)
+
+
+def test_hot_column_locator_finds_a_faint_partial_column_and_nothing_else(rng):
+    image = _sky(rng)
+    image[256:, 200] += 1.2  # 0.8 sigma per pixel: hardly visible pixel by pixel
+    yy, xx = np.mgrid[:512, :512]
+    for y, x in ((100, 300), (400, 60), (300, 203)):  # stars, one next to the column
+        image += 500 * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * 1.5**2))
+    image[:, :3] += 5.0  # noisy edge columns are not hot columns
+    mask, slope = locate_hot_columns(image)
+    ys, xs = np.nonzero(mask)
+    assert set(xs.tolist()) == {200}
+    assert ys.min() == 256 and ys.max() == 511
+    assert slope == pytest.approx(0.0, abs=0.006)
+    clean, _ = locate_hot_columns(_sky(rng))
+    assert not clean.any()
+
+
+def test_hot_column_locator_follows_a_tilted_column(rng):
+    image = _sky(rng)
+    rows = np.arange(512)
+    cols = np.round(250 + 0.02 * (rows - 256)).astype(int)
+    image[rows, cols] += 1.5
+    mask, slope = locate_hot_columns(image)
+    assert slope == pytest.approx(0.02, abs=0.004)
+    hit = mask[rows, cols]
+    assert hit.mean() > 0.9
+    assert mask.sum() <= 1.1 * len(rows)
+
+
+def test_peaks_are_told_apart_as_stars_knots_and_noise(rng):
+    sky = np.full((128, 128), 10.0)
+    noise = np.ones((128, 128))
+    image = sky + rng.normal(0, 1, size=sky.shape) * 0.01  # nearly noiseless sky
+    yy, xx = np.mgrid[:128, :128]
+    image += 200 * np.exp(-((yy - 30) ** 2 + (xx - 30) ** 2) / (2 * 1.0**2))  # star
+    image += 60 * np.exp(-((yy - 90) ** 2 + (xx - 90) ** 2) / (2 * 15.0**2))  # galaxy...
+    image += 100 * np.exp(-((yy - 92) ** 2 + (xx - 88) ** 2) / (2 * 1.0**2))  # ...its knot
+    image[110, 20] += 5.0  # a noise peak
+    peaks = find_peaks(image, sky=sky, noise=noise)
+    assert [tuple(p) for p in peaks["star"]] == [(30, 30)]
+    assert (92, 88) in [tuple(p) for p in peaks["knot"]]
+    assert [tuple(p) for p in peaks["noise"]] == [(110, 20)]
+    excluded = find_peaks(image, sky=sky, noise=noise,
+                          exclude=(yy == 31) & (xx == 31))
+    assert not len(excluded["star"])
+
+
+def _clean_ccd(rng, shape=(160, 160)) -> CleanCCD:
+    sky, noise = 200.0, 5.0
+    image = rng.normal(sky, noise, size=shape).astype(np.float32)
+    cause = np.zeros(shape, np.uint8)
+    cause[10, 10] = 6  # a repaired cosmic ray of the frame: ignored
+    meta = {"ccd": "c", "band": "r", "exptime": 60.0, "gain": 2.0, "read_noise": 3.0,
+            "saturate": 60000.0, "bias": 0.0, "fwhm": 3.0, "pixel_scale": 0.26,
+            "spider_angle": 0.0, "overscan_noise": 3.0, "layout": "processed"}
+    return CleanCCD(image=image, saturated=np.zeros(shape, bool), cause=cause,
+                    sky=np.full(shape, sky), noise=np.full(shape, noise), meta=meta)
+
+
+def test_injection_is_fixed_by_seed_frame_and_draw(rng):
+    clean, synth = _synthesis_config(_params())
+    extra = np.zeros((160, 160), bool)
+    extra[:, 50] = True
+    sample = frame_sample(_clean_ccd(rng), config=clean, record={"instrument": "t"},
+                          ignore=extra)
+    assert sample.ignore[10, 10] and sample.ignore[:, 50].all()
+    a = inject(sample, config=synth, seed=7, frame_index=2, draw=1)
+    b = inject(sample, config=synth, seed=7, frame_index=2, draw=1)
+    np.testing.assert_array_equal(a.image, b.image)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert a.record["injected"] == b.record["injected"]
+    others = [inject(sample, config=synth, seed=7, frame_index=2, draw=d) for d in (0, 2)]
+    others.append(inject(sample, config=synth, seed=7, frame_index=3, draw=1))
+    for c in others:
+        assert not np.array_equal(a.image, c.image)
+    # the cleaning's unknown-truth pixels stay ignored after injection, unless an injected
+    # defect or overscan strip replaced them (their truth is then known)
+    replaced = (a.labels & sum(label_bit(c) for c in ("DCL", "DP", "OV"))) > 0
+    assert (a.ignore.astype(bool) | replaced)[sample.ignore.astype(bool)].all()
