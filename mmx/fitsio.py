@@ -306,6 +306,9 @@ def describe_os_error(exc: OSError) -> str:
         errno.ENOENT: "the file or folder vanished while mmx was running",
     }
     hint = hints.get(exc.errno or -1)
+    if exc.errno is None and "written" in reason:  # astropy's own short-write error
+        hint = "the device may be full or a file size limit reached; free space or choose " \
+               "another --out-dir"
     return f"{reason}; {hint}" if hint else reason
 
 
@@ -542,6 +545,17 @@ def read_images(spec: InputSpec | str | Path, *, aux: bool = False) -> list[Fits
                              "a valid FITS image") from None
 
 
+def _os_error_in(exc: BaseException | None) -> OSError | None:
+    """The first ``OSError`` in an exception's chain of causes and contexts."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def _sweep_stale_parts(folder: Path, name: str) -> None:
     """Remove temporary files of ``name`` left by a killed mmx process on this host."""
     host = socket.gethostname()
@@ -617,11 +631,14 @@ def write_fits_atomic(
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except OSError as exc:
+    except Exception as exc:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
-        raise InputError(f"{path}: cannot write ({describe_os_error(exc)}); nothing was "
+        cause = _os_error_in(exc)  # astropy may hide a failed write behind its own error
+        if cause is None:
+            raise
+        raise InputError(f"{path}: cannot write ({describe_os_error(cause)}); nothing was "
                          "left behind") from None
     except BaseException:
         if tmp is not None:

@@ -22,9 +22,12 @@ class _Mode(enum.StrEnum):
 
 def _resolve_model(spec: str | None, tracking_uri: str | None):
     """Resolve the model; a damaged MLflow store is one clear error, not a traceback."""
+    import logging
+
     from mmx.errors import MmxError, ModelError
     from mmx.registry import resolve_model
 
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # its INFO lines are not ours
     try:
         return resolve_model(spec, tracking_uri=tracking_uri)
     except MmxError:
