@@ -11,6 +11,14 @@ MaxiMask (``pip install maximask`` in a separate venv; it pulls TensorFlow) runs
 of the same frame when ``--maximask-venv`` points to that venv, in its single bit-mask
 mode, as mmx does by default; it is skipped with a note when the venv is absent.
 
+It first prints the machine (CPU model, vector extensions, native bf16: ``mmx.hardware``)
+and the arithmetic path ``auto`` takes there (:func:`mmx.runtimes.choose_path`), then times
+start-up on its own: ``mmx predict`` on a 64x64 frame through ``models:/mmx@production`` of
+a temporary sqlite store (first call fills the model cache, then warm calls), through a
+model folder, and ``import torch`` alone. ``--paths`` also runs the frame once per forced
+path (PyTorch float32/bfloat16, ONNX Runtime float32/int8). ``--mef N`` measures peak
+memory on an N-CCD exposure of the frame's size.
+
 ``--ablation`` additionally times the :class:`mmx.inference.Predictor` in this process
 with each CPU optimisation switched off in turn, to show what each step buys.
 
@@ -20,6 +28,8 @@ Run ``python benchmarks/predict_speed.py --help``; see ``benchmarks/README.md``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
 import os
 import sys
@@ -86,39 +96,93 @@ def _ablation(frame: Path, model: Path, *, threads: int | None, batch_size: int)
     import torch
 
     from mmx.fitsio import read_images
-    from mmx.inference import Predictor, bf16_supported
+    from mmx.inference import Predictor
     from mmx.model_package import load_package
     from mmx.normalize import normalize_image
+    from mmx.runtimes import bf16_supported, onnxruntime_available
 
     image = read_images(frame)[0].data
     package = load_package(model)
     t = time.perf_counter()
     normalize_image(image, **package.meta.normalization)
     print(f"\nnormalisation alone: {time.perf_counter() - t:.2f} s")
+    torch_ = dict(runtime="torch")
     variants = [
-        ("float32, NCHW, BatchNorm kept", dict(precision="float32", channels_last=False,
-                                               fold_bn=False)),
-        ("+ channels-last", dict(precision="float32", channels_last=True, fold_bn=False)),
-        ("+ BatchNorm folded", dict(precision="float32", channels_last=True, fold_bn=True)),
+        ("float32, NCHW, BatchNorm kept", dict(torch_, precision="float32",
+                                               channels_last=False, fold_bn=False)),
+        ("+ channels-last", dict(torch_, precision="float32", channels_last=True,
+                                 fold_bn=False)),
+        ("+ BatchNorm folded", dict(torch_, precision="float32")),
+        ("bfloat16" + ("" if bf16_supported() else " (EMULATED here)"),
+         dict(torch_, precision="bfloat16")),
     ]
-    best = "bfloat16" if bf16_supported() else "float32"
-    if best == "bfloat16":
-        variants.append(("+ bfloat16", dict(precision="bfloat16", channels_last=True,
-                                            fold_bn=True)))
-    variants.append(("same, 1 thread", dict(precision=best, channels_last=True,
-                                            fold_bn=True, threads=1)))
+    if onnxruntime_available():
+        variants += [("ONNX Runtime float32", dict(runtime="onnxruntime", precision="float32")),
+                     ("ONNX Runtime int8", dict(runtime="onnxruntime", precision="int8"))]
+    variants.append(("auto, 1 thread", dict(threads=1)))
     print(f"\nPredictor ablation (in process, {torch.get_num_threads()} threads, batch "
           f"{batch_size}, bit mask of all classes):")
-    print(f"{'variant':34s} {'wall s':>7s} {'CPU s':>7s} {'Mpix/CPU-s':>10s}")
+    print(f"{'variant [path]':58s} {'wall s':>7s} {'CPU s':>7s} {'Mpix/CPU-s':>10s}")
     mpix = image.size / 1e6
     for name, kw in variants:
         kw.setdefault("threads", threads)
         pred = Predictor(package, batch_size=batch_size, **kw)
+        name = f"{name} [{pred.runtime.name}]"
         pred.predict(image[:512, :512], mode="bitmask")  # warm-up (oneDNN primitive cache)
         c, t = time.process_time(), time.perf_counter()
         pred.predict(image, mode="bitmask")
         wall, cpu = time.perf_counter() - t, time.process_time() - c
-        print(f"{name:34s} {wall:7.2f} {cpu:7.2f} {mpix / cpu:10.3f}", flush=True)
+        print(f"{name:58s} {wall:7.2f} {cpu:7.2f} {mpix / cpu:10.3f}", flush=True)
+
+
+
+def _machine() -> str:
+    import onnxruntime
+    import torch
+
+    from mmx.hardware import cpu_info
+    from mmx.runtimes import choose_path
+
+    runtime, precision = choose_path()
+    return (f"machine: {cpu_info().describe()}\n"
+            f"auto path here: {runtime}/{precision} (torch {torch.__version__}, "
+            f"onnxruntime {onnxruntime.__version__})")
+
+
+def _startup(work: Path, model: Path, *, repeat: int) -> list[tuple[str, object]]:
+    """Wall time of ``mmx predict`` on a 64x64 frame: registry (cold, warm), folder; torch."""
+    from mmx.registry import promote, register_package
+
+    small = work / "small.fits"
+    make_frame(small, shape=(64, 64), seed=3)
+    store = work / "store"
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MMX_CACHE_DIR": str(work / "cache")}
+    with contextlib.redirect_stderr(io.StringIO()):
+        version = register_package(model, tracking_uri=uri).version
+        promote("mmx", version, tracking_uri=uri)
+    base = [sys.executable, "-m", "mmx", "predict", str(small), "--out-dir",
+            str(work / "small-out"), "--overwrite"]
+    rows = [("registry, first call (fills the cache)", measure(base, env=env))]
+    warm = [measure(base, env=env) for _ in range(max(1, repeat))]
+    rows.append((f"registry, cached (best of {len(warm)})", min(warm, key=lambda r: r.wall)))
+    folder = [measure([*base, "--model", str(model)], env=env) for _ in range(max(1, repeat))]
+    rows.append((f"model folder (best of {len(folder)})", min(folder, key=lambda r: r.wall)))
+    rows.append(("python -c 'import torch'", measure([sys.executable, "-c", "import torch"])))
+    return rows
+
+
+def _mef(path: Path, *, n: int, shape: tuple[int, int]) -> Path:
+    """An ``n``-CCD exposure: empty primary, then ``n`` int16 image HDUs of ``shape``."""
+    from astropy.io import fits
+
+    rng = np.random.default_rng(5)
+    with fits.HDUList([fits.PrimaryHDU()]) as hdul:
+        hdul.writeto(path, overwrite=True)
+    for k in range(n):
+        data = rng.normal(1000.0, 12.0, size=shape).astype(np.int16)
+        fits.append(path, data, fits.Header({"EXTNAME": f"CCD{k + 1}"}))
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,6 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--maximask-batch-size", type=int, default=8,
                         help="MaxiMask --batch_size (its default: 8)")
     parser.add_argument("--repeat", type=int, default=1, help="mmx runs (best is reported)")
+    parser.add_argument("--paths", action="store_true",
+                        help="also run mmx predict once per forced arithmetic path")
+    parser.add_argument("--no-startup", action="store_true", help="skip the start-up timings")
+    parser.add_argument("--mef", type=int, default=0, metavar="N",
+                        help="also measure an N-CCD exposure of the frame size (peak memory)")
     parser.add_argument("--ablation", action="store_true",
                         help="also time each CPU optimisation of the Predictor in process")
     parser.add_argument("--workdir", type=Path, help="keep frame and outputs here")
@@ -150,18 +219,39 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     frame = make_frame(work / "frame.fits", shape=(rows, cols))
     model = args.model or make_model(work / "model", tile=args.tile)
+    os.environ["MMX_CACHE_DIR"] = str(work / "cache")  # never the user's own model cache
     mpix = rows * cols / 1e6
     load = os.getloadavg()[0]
+    print(_machine())
     print(f"frame {cols}x{rows} float32 ({mpix:.1f} Mpix), {os.cpu_count()} CPUs, "
           f"load average before: {load:.2f}")
+    if not args.no_startup:
+        print("\nstart-up: mmx predict on a 64x64 frame (wall s, CPU s, peak MB)")
+        for name, r in _startup(work, model, repeat=max(3, args.repeat)):
+            print(f"  {name:44s} {r.wall:6.2f} {r.cpu:6.2f} {r.maxrss_mb:7.0f}", flush=True)
 
-    cmd = [sys.executable, "-m", "mmx", "predict", str(frame), "--model", str(model),
-           "--out-dir", str(work / "mmx-out"), "--overwrite", "--mode", args.mode,
-           "--batch-size", str(args.batch_size), "--precision", args.precision]
-    if args.threads:
-        cmd += ["--threads", str(args.threads)]
+    def mmx_cmd(path: Path, precision: str) -> list[str]:
+        cmd = [sys.executable, "-m", "mmx", "predict", str(path), "--model", str(model),
+               "--out-dir", str(work / "mmx-out"), "--overwrite", "--mode", args.mode,
+               "--batch-size", str(args.batch_size), "--precision", precision]
+        return cmd + (["--threads", str(args.threads)] if args.threads else [])
+
+    cmd = mmx_cmd(frame, args.precision)
+    measure(cmd)  # warm-up: fills the model cache (an ONNX export) as any first call would
     runs = [measure(cmd) for _ in range(max(1, args.repeat))]
     rows_out = [("mmx predict", min(runs, key=lambda r: r.cpu))]
+    forced = []
+    if args.paths:
+        for runtime, precision in (("torch", "float32"), ("torch", "bfloat16"),
+                                   ("onnxruntime", "float32"), ("onnxruntime", "int8")):
+            cmd_p = mmx_cmd(frame, precision)
+            env = {**os.environ, "MMX_RUNTIME": runtime}
+            measure(cmd_p, env=env)  # the first run of a path may export/quantise (cached)
+            forced.append((f"  {runtime}/{precision}", measure(cmd_p, env=env)))
+    if args.mef:
+        mef = _mef(work / "exposure.fits", n=args.mef, shape=(rows, cols))
+        mef_cmd = mmx_cmd(mef, args.precision)
+        forced.append((f"  {args.mef}-CCD exposure", measure(mef_cmd)))
 
     maximask = args.maximask_venv / "bin" / "maximask"
     if maximask.is_file():
@@ -182,6 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in rows_out:
         print(f"{name:16s} {r.wall:8.2f} {r.cpu:8.2f} {r.maxrss_mb:12.0f} "
               f"{mpix / r.cpu:11.3f} {mpix / r.wall:12.3f}")
+    for name, r in forced:
+        n_mpix = mpix * (args.mef if "CCD" in name else 1)
+        print(f"{name:16s} {r.wall:8.2f} {r.cpu:8.2f} {r.maxrss_mb:12.0f} "
+              f"{n_mpix / r.cpu:11.3f} {n_mpix / r.wall:12.3f}")
     if len(rows_out) == 2:
         a, b = rows_out[0][1], rows_out[1][1]
         print(f"\nthroughput ratio mmx / MaxiMask: {b.cpu / a.cpu:.1f}x per CPU-second, "

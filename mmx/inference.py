@@ -159,7 +159,7 @@ class Predictor:
         self.runtime = make_runtime(net, meta, runtime=runtime, precision=precision,
                                     threads=threads, channels_last=channels_last,
                                     fold_bn=fold_bn)
-        log.info("network path: %s", self.runtime.name)
+        log.debug("network path: %s", self.runtime.name)
 
     def plan(self, shape: tuple[int, int]) -> TilePlan:
         """The tile plan used for an image of ``shape``."""
