@@ -16,7 +16,7 @@ import numpy as np
 from mmx.classes import ABBREVIATIONS
 from mmx.display import save_png
 
-__all__ = ["write_rows_csv", "plot_roc", "plot_purity"]
+__all__ = ["write_rows_csv", "plot_roc", "plot_roc_overview", "plot_purity"]
 
 
 def write_rows_csv(rows: Sequence[dict], path: str | Path, *, fields: Sequence[str]) -> Path:
@@ -101,4 +101,38 @@ def plot_purity(result: dict, path: str | Path, *, classes: Sequence[str] = ABBR
     fig.supxlabel("purity")
     fig.supylabel("true-positive rate")
     fig.suptitle("TPR against purity per class (dot: default threshold)")
+    return save_png(fig, path)
+
+
+def plot_roc_overview(
+    result: dict, path: str | Path, *, classes: Sequence[str] = ABBREVIATIONS,
+    fpr_floor: float = 1e-6,
+) -> Path:
+    """All classes' ROC curves on one log-FPR axis, one colour per class, dots at defaults."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 5.0), layout="constrained")
+    colours = plt.get_cmap("tab20").colors
+    for i, abbr in enumerate(classes):
+        fpr = result["roc_fpr"][i].cpu().numpy()
+        tpr = result["roc_tpr"][i].cpu().numpy()
+        ok = np.isfinite(fpr) & np.isfinite(tpr)
+        if not ok.any():
+            continue
+        colour = colours[(2 * i) % 20 if i < 10 else (2 * (i - 10) + 1) % 20]
+        ax.plot(np.maximum(fpr[ok], fpr_floor), tpr[ok], lw=1.3, color=colour,
+                label=f"{abbr} (AUC {float(result['auc'][i]):.3f})")
+        f0, t0 = float(result["fpr"][i]), float(result["tpr"][i])
+        if np.isfinite(f0) and np.isfinite(t0):
+            ax.plot(max(f0, fpr_floor), t0, "o", ms=4, color=colour)
+    for x in (1e-4, 1e-3):
+        ax.axvline(x, color="0.6", lw=0.8, ls=":")
+    ax.set_xscale("log")
+    ax.set_xlim(fpr_floor, 1.0)
+    ax.set_ylim(0.0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("true-positive rate")
+    ax.set_title("ROC, all classes (dots: default thresholds; dotted: FPR 1e-4, 1e-3)")
+    ax.legend(fontsize=7, ncol=2, loc="lower right")
     return save_png(fig, path)

@@ -19,7 +19,17 @@ import torch
 
 from mmx.scoring import score_shards
 
-__all__ = ["evaluate"]
+__all__ = ["SUMMARY_KEYS", "evaluate", "summary"]
+
+#: The few test figures of ``summary.json``: what `dvc metrics show/diff` and `dvc exp show`
+#: print (the per-class figures stay in ``metrics.json``).
+SUMMARY_KEYS = ("mean.tpr_at_fpr_1e-3", "mean.tpr_at_fpr_1e-4", "mean.auc", "mean.tpr",
+                "mean.fpr", "mean.purity", "CR.tpr_at_fpr_1e-3")
+
+
+def summary(metrics: dict[str, float]) -> dict[str, float]:
+    """The :data:`SUMMARY_KEYS` of a flat metrics dict, rounded to 4 significant digits."""
+    return {k: float(f"{metrics[k]:.4g}") for k in SUMMARY_KEYS if k in metrics}
 
 log = logging.getLogger("mmx.evaluate")
 
@@ -50,7 +60,7 @@ def evaluate(
         ``metrics`` (the flat figures) and ``run_id`` (the run they were logged to).
     """
     from mmx import tracking
-    from mmx.curves import plot_purity, plot_roc, write_rows_csv
+    from mmx.curves import plot_purity, plot_roc, plot_roc_overview, write_rows_csv
     from mmx.metrics import purity_rows, roc_rows, summarize
     from mmx.model_package import load_package
 
@@ -65,15 +75,17 @@ def evaluate(
     results_dir = Path(results_dir)
     plots = results_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
-    tmp = results_dir / ".metrics.json.part"
-    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, results_dir / "metrics.json")
+    for name, figures in (("metrics.json", metrics), ("summary.json", summary(metrics))):
+        tmp = results_dir / f".{name}.part"
+        tmp.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, results_dir / name)
     write_rows_csv(roc_rows(result, classes=classes), plots / "roc.csv",
                    fields=("class", "fpr", "tpr"))
     write_rows_csv(purity_rows(result, classes=classes), plots / "purity.csv",
                    fields=("class", "purity", "tpr"))
     plot_roc(result, plots / "roc.png", classes=classes)
     plot_purity(result, plots / "purity.png", classes=classes)
+    plot_roc_overview(result, plots / "roc_all.png", classes=classes)
 
     run_id = package.meta.provenance.get("run_id")
     if cfg.get("log_to_mlflow", True) and run_id:
@@ -85,7 +97,7 @@ def evaluate(
         now = int(time.time() * 1000)
         client.log_batch(run_id, metrics=[
             mlflow.entities.Metric(f"test.{k}", float(v), now, 0) for k, v in metrics.items()])
-        for png in ("roc.png", "purity.png"):
+        for png in ("roc.png", "purity.png", "roc_all.png"):
             client.log_artifact(run_id, str(plots / png), artifact_path="plots")
         log.info("logged %d test figures and plots into run %s", len(metrics), run_id)
     means = {k: round(v, 4) for k, v in metrics.items() if k.startswith("mean.")}

@@ -93,3 +93,19 @@ def test_registered_model_serves_through_mlflow_pyfunc(tmp_path, rng):
     probabilities = model.predict(image)
     assert probabilities.shape == (14, 40, 56)
     assert np.all((probabilities >= 0) & (probabilities <= 1))
+
+
+def test_cli_promote_refuses_a_worse_version_without_force(tmp_path):
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    for i, metric in enumerate((0.59, 0.107)):
+        register_package(_package(tmp_path, f"m{i}", i, metric)[0], tracking_uri=uri)
+    promote("mmx", 1, tracking_uri=uri)
+    runner = CliRunner()
+    refused = runner.invoke(app, ["models", "promote", "mmx", "2"])
+    assert refused.exit_code == 1
+    assert "now @production: version 1" in refused.output and "0.107" in refused.output
+    assert "worse than version 1" in refused.output and "--force" in refused.output
+    assert [v.aliases for v in list_versions("mmx", tracking_uri=uri)] == [(), ("production",)]
+    forced = runner.invoke(app, ["models", "promote", "mmx", "2", "--force"])
+    assert forced.exit_code == 0 and "is now @production" in forced.output
+    assert list_versions("mmx", tracking_uri=uri)[0].aliases == ("production",)

@@ -53,13 +53,43 @@ def promote_command(
     name: Annotated[str, typer.Argument(help="Registered model name, e.g. mmx.")],
     version: Annotated[int, typer.Argument(help="Version number to promote.", min=1)],
     alias: Annotated[str, typer.Option(help="Alias to set.")] = "production",
+    force: Annotated[bool, typer.Option(
+        "--force", help="Promote even when the version's test figures are worse.")] = False,
     tracking_uri: TrackingUri = None,
 ) -> None:
-    """Point an alias (default: production) at a version; `mmx predict` then uses it."""
-    from mmx.registry import promote
+    """Point an alias (default: production) at a version; `mmx predict` then uses it.
 
+    Shows the key test figures of the version now at the alias and of the new one, and
+    refuses (without --force) a version that is worse on mean TPR at FPR 1e-3.
+    """
+    from mmx.errors import ModelError
+    from mmx.registry import list_versions, promote
+
+    versions = {v.version: v for v in list_versions(name, tracking_uri=tracking_uri)}
+    new = versions.get(int(version))
+    old = next((v for v in versions.values() if alias in v.aliases), None)
+    if new is not None and old is not None and old.version != new.version:
+        for label, v in (("now", old), ("new", new)):
+            typer.echo(f"{label} @{alias}: version {v.version:<4} " + "  ".join(
+                f"{k} {v.tags.get(k, '-')}" for k in _KEY_FIGURES))
+        before, after = (_figure(v.tags.get(_KEY_FIGURES[0])) for v in (old, new))
+        worse = after is None or (before is not None and after < before)
+        if worse and not force:
+            raise ModelError(f"version {new.version} is worse than version {old.version} on "
+                             f"{_KEY_FIGURES[0]} ({after} < {before}, or unknown); "
+                             "pass --force to promote it anyway")
     promote(name, version, alias=alias, tracking_uri=tracking_uri)
     typer.echo(f"{name} version {version} is now @{alias}")
+
+
+_KEY_FIGURES = ("mean.tpr_at_fpr_1e-3", "mean.auc", "CR.tpr_at_fpr_1e-3")
+
+
+def _figure(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
 
 
 @models_app.command("import")
