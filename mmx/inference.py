@@ -139,8 +139,11 @@ class Predictor:
             torch.set_num_threads(int(threads))
         from mmx.runtimes import choose_path, make_runtime
 
-        runtime, precision = choose_path(runtime or os.environ.get("MMX_RUNTIME") or "auto",
-                                         precision)
+        env = os.environ.get("MMX_RUNTIME") if runtime is None else None
+        try:
+            runtime, precision = choose_path(runtime or env or "auto", precision)
+        except ConfigError as exc:
+            raise ConfigError(f"$MMX_RUNTIME: {exc}" if env else str(exc)) from None
         net = package.net
         if net is None or not callable(net):
             raise ModelError(f"model {package.source!r} has no network to run")

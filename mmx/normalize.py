@@ -160,7 +160,10 @@ def _upsample(grid: np.ndarray, ys: np.ndarray, xs: np.ndarray, shape) -> np.nda
         out[:] = rows[0][None, :]
         return out
     t = np.clip((yfull - yc[k]) / (yc[k + 1] - yc[k]), 0.0, 1.0)[:, None]
-    out[:] = (1 - t) * rows[k] + t * rows[k + 1]
+    step = 128  # blocks of rows: the same float64 arithmetic, temporaries stay in cache
+    for y0 in range(0, shape[0], step):
+        kk, tt = k[y0:y0 + step], t[y0:y0 + step]
+        out[y0:y0 + step] = (1 - tt) * rows[kk] + tt * rows[kk + 1]
     return out
 
 

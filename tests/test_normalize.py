@@ -41,6 +41,24 @@ def _reference_mesh_stats(image, mesh, n_clip, nsigma):
     return bkg, rms, ys, xs
 
 
+def _reference_upsample(grid, ys, xs, shape):
+    yc = (ys[:-1] + ys[1:] - 1) / 2.0
+    xc = (xs[:-1] + xs[1:] - 1) / 2.0
+    rows = np.empty((grid.shape[0], shape[1]), dtype=np.float64)
+    xfull = np.arange(shape[1])
+    for j in range(grid.shape[0]):
+        rows[j] = np.interp(xfull, xc, grid[j])
+    yfull = np.arange(shape[0])
+    out = np.empty(shape, dtype=np.float32)
+    k = np.clip(np.searchsorted(yc, yfull) - 1, 0, max(len(yc) - 2, 0))
+    if len(yc) == 1:
+        out[:] = rows[0][None, :]
+        return out
+    t = np.clip((yfull - yc[k]) / (yc[k + 1] - yc[k]), 0.0, 1.0)[:, None]
+    out[:] = (1 - t) * rows[k] + t * rows[k + 1]
+    return out
+
+
 def _sky(rng, shape, *, level=1000.0, noise=12.0):
     img = rng.normal(level, noise, shape).astype(np.float32)
     h, w = shape
@@ -91,8 +109,20 @@ def test_maps_and_normalised_image_equal_the_reference(monkeypatch):
     bkg, rms = background_maps(image, **kw)
     norm = normalize_image(image, mesh=kw["mesh"])
     monkeypatch.setattr(normalize, "_mesh_stats", _reference_mesh_stats)
+    monkeypatch.setattr(normalize, "_upsample", _reference_upsample)
     ref_bkg, ref_rms = background_maps(image, **kw)
     assert_array_equal(bkg, ref_bkg)
     assert_array_equal(rms, ref_rms)
     assert_array_equal(norm, normalize_image(image, mesh=kw["mesh"]))
     assert np.isfinite(norm).all() and (rms > 0).all()
+
+
+@pytest.mark.parametrize("shape", [(300, 257), (1, 40), (129, 1), (700, 90)])
+def test_upsampling_equals_the_reference(shape):
+    rng = np.random.default_rng(7)
+    ny, nx = max(1, round(shape[0] / 64)), max(1, round(shape[1] / 64))
+    ys = np.linspace(0, shape[0], ny + 1).astype(int)
+    xs = np.linspace(0, shape[1], nx + 1).astype(int)
+    grid = rng.normal(1000.0, 30.0, (ny, nx))
+    assert_array_equal(normalize._upsample(grid, ys, xs, shape),
+                       _reference_upsample(grid, ys, xs, shape))
