@@ -217,7 +217,7 @@ class Predictor:
                     logits = logits.index_select(1, self._index)
                 logits = logits.float()
                 if self.apply_priors:
-                    logits = logits + self._shift
+                    logits.add_(self._shift)  # a fresh tensor of this batch
                 for k, t in enumerate(batch):
                     writer.write(logits[k][:, t.inner[0], t.inner[1]], t.out[0], t.out[1])
                 if progress is not None:
