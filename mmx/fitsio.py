@@ -56,6 +56,7 @@ __all__ = [
     "is_auxiliary_hdu",
     "clean_header",
     "hdu_label",
+    "check_declared_size",
     "write_fits_atomic",
     "describe_os_error",
 ]
@@ -329,6 +330,8 @@ def open_fits(path: Path) -> fits.HDUList:
     with warnings.catch_warnings():
         # astropy leaves its file handle to the garbage collector when open fails part-way
         warnings.simplefilter("ignore", ResourceWarning)
+        # a short file is reported per HDU, with sizes, when its pixels are read
+        warnings.filterwarnings("ignore", message=".*File may have been truncated")
         try:
             with _quiet_astropy():
                 hdul = fits.open(path, memmap=False, lazy_load_hdus=False)
@@ -431,9 +434,35 @@ def _to_float32(hdu: fits.PrimaryHDU | fits.ImageHDU | fits.CompImageHDU) -> np.
     return data
 
 
+def check_declared_size(hdu, path: Path, where: str) -> None:
+    """Refuse data the header declares beyond the end of the file, before allocating it.
+
+    Raises
+    ------
+    InputError
+        Naming ``where``, the bytes declared and the bytes the file holds.
+    """
+    if path.name.lower().endswith(".gz") or isinstance(hdu, fits.CompImageHDU):
+        return  # offsets in the decompressed stream; compressed tiles are checked by astropy
+    try:
+        header = hdu.header
+        naxis = int(header["NAXIS"])
+        span = abs(int(header["BITPIX"])) // 8 * int(np.prod(
+            [int(header[f"NAXIS{i}"]) for i in range(1, naxis + 1)], dtype=np.float64))
+        start = int(hdu.fileinfo()["datLoc"])  # the block padding after the data may be cut
+        size = path.stat().st_size
+    except Exception:
+        return
+    if start + span > size:
+        raise InputError(f"{where}: file is truncated: the header declares {span} bytes of "
+                         f"data, the file holds {max(size - start, 0)}; expected the complete "
+                         "file")
+
+
 def _read_image(spec: InputSpec, hdul: fits.HDUList, index: int) -> FitsImage:
     hdu = hdul[index]
     where = hdu_label(spec.path, index, hdu)
+    check_declared_size(hdu, spec.path, where)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -68,6 +68,7 @@ from mmx.fitsio import (
     FITS_SUFFIXES,
     MASK_SUFFIX,
     InputSpec,
+    check_declared_size,
     clean_header,
     expand_inputs,
     hdu_label,
@@ -510,6 +511,8 @@ def _clean(hdu, path: Path, index: int) -> tuple[fits.Header, list[str]]:
 def _copy_hdu_safely(hdu, path: Path, index: int, *, primary: bool):
     """Copy a non-masked HDU with a clean header; a damaged one is an error naming it."""
     header, dropped = _clean(hdu, path, index)
+    if isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU):
+        check_declared_size(hdu, path, hdu_label(path, index, hdu))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

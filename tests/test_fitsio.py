@@ -147,3 +147,36 @@ def test_atomic_write_never_overwrites_input_or_leaves_partial(tmp_path, mef, mo
     monkeypatch.undo()
     assert sorted(p.name for p in tmp_path.iterdir() if "out" in p.name) == ["out.fits"]
     np.testing.assert_array_equal(fits.getdata(out), 0)  # the old complete file survived
+
+
+def test_name_selectors_and_bad_selector(mef):
+    (ccd,) = read_images(f"{mef}[ccd2]")  # EXTNAME is case-insensitive
+    assert ccd.index == 2
+    assert read_images(f"{mef}[CCD1,1]")[0].index == 1
+    with pytest.raises(InputError, match=r"no HDU named CCD1,2; the file has 0, CCD1,1, CCD2,1"):
+        read_images(f"{mef}[CCD1,2]")
+    with pytest.raises(InputError, match=r"HDU selector \[1:2\] is not valid; expected \[N\]"):
+        read_images(f"{mef}[1:2]")
+
+
+def test_declared_data_beyond_the_file_is_refused_before_reading(tmp_path, rng):
+    path = tmp_path / "big.fits"
+    fits.PrimaryHDU(rng.normal(size=(20, 30)).astype(np.float32)).writeto(path)
+    raw = bytearray(path.read_bytes())
+    at = raw.find(b"NAXIS2  =")
+    raw[at:at + 30] = b"NAXIS2  =           1000000000"
+    path.write_bytes(bytes(raw))
+    with pytest.raises(InputError, match=r"big.fits\[0\]: file is truncated: the header "
+                                         r"declares 120000000000 bytes of data, the file holds"):
+        read_images(path)
+
+
+def test_clean_header_drops_what_astropy_cannot_write():
+    from mmx.fitsio import clean_header
+
+    header = fits.Header.fromstring(
+        "OBJECT  = 'M31     '".ljust(80) + "BAD     = 'a\x00b     '".ljust(80)
+        + "GAIN    =                  1.5".ljust(80) + "END".ljust(80))
+    clean, dropped = clean_header(header)
+    assert dropped == ["BAD"] and clean["OBJECT"] == "M31" and clean["GAIN"] == 1.5
+    clean.tostring()  # writable
