@@ -25,11 +25,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import gc
+import gzip
 import os
 import re
 import socket
 import tempfile
 import warnings
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -326,6 +328,8 @@ def open_fits(path: Path) -> fits.HDUList:
         raise InputError(f"{path}: cannot read ({describe_os_error(exc)})") from None
     if size == 0:
         raise InputError(f"{path}: file is empty (0 bytes); expected a FITS file")
+    if path.name.lower().endswith(".gz"):
+        _check_gzip(path)
     failure = None
     with warnings.catch_warnings():
         # astropy leaves its file handle to the garbage collector when open fails part-way
@@ -349,6 +353,17 @@ def open_fits(path: Path) -> fits.HDUList:
         hdul.close()
         raise InputError(f"{path}: FITS file holds no HDU")
     return hdul
+
+
+def _check_gzip(path: Path) -> None:
+    """Decompress once to the end: astropy reads a cut .gz as a shorter, valid-looking file."""
+    try:
+        with gzip.open(path, "rb") as stream:
+            while stream.read(1 << 24):
+                pass
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(f"{path}: gzip stream is truncated or corrupt ({_reason(exc)}); "
+                         "expected a complete .gz file") from None
 
 
 def _reason(exc: BaseException) -> str:
