@@ -15,8 +15,6 @@ from mmx.model_package import ModelMeta, save_package
 from mmx.nets import build_network
 from mmx.registry import promote, register_package, resolve_model
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
@@ -98,13 +96,21 @@ def test_unknown_alias_names_what_exists(store):
         resolve_model("models:/mmx/7", tracking_uri=uri)
 
 
-def test_serving_from_the_registry_does_not_import_mlflow(store, cache):
+def test_serving_from_the_registry_does_not_import_mlflow(store, cache, tmp_path):
+    """``mmx predict`` through the production alias: a mask, and MLflow never imported."""
+    import numpy as np
+    from astropy.io import fits
+
     uri, _, _ = store
-    code = ("import sys; from mmx.registry import resolve_model; "
-            "p = resolve_model('models:/mmx@production'); "
-            "print(p.registry['version'], 'mlflow' in sys.modules)")
+    image = tmp_path / "small.fits"
+    fits.PrimaryHDU(np.random.default_rng(0).normal(100, 5, (64, 64)).astype("f4")).writeto(image)
+    code = ("import sys; from typer.testing import CliRunner; from mmx.cli.app import app; "
+            f"r = CliRunner().invoke(app, ['predict', {str(image)!r}, '--overwrite']); "
+            "print(r.exit_code, 'mlflow' in sys.modules)")
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MMX_CACHE_DIR": str(cache)}
     for _ in range(2):  # first call fills the cache from the local artifacts, second hits it
-        out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT,
+        out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
                              capture_output=True, text=True, check=True).stdout
-        assert out.split() == ["1", "False"]
+        assert out.split()[-2:] == ["0", "False"]
+    header = fits.getheader(tmp_path / "small.mask.fits")
+    assert header["MMXMVER"] == "1" and header["MMXALIAS"] == "production"
