@@ -12,7 +12,8 @@ runner = CliRunner()
 
 def test_help_does_not_import_heavy_modules():
     code = ("import sys; from mmx.cli.app import app; "
-            "heavy = {'torch', 'mlflow', 'pytorch_lightning', 'galsim', 'dvc'} & set(sys.modules); "
+            "heavy = {'torch', 'mlflow', 'pytorch_lightning', 'galsim', 'dvc', 'dask', "
+            "'distributed', 'hypothesis'} & set(sys.modules); "
             "print(sorted(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
