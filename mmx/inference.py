@@ -140,6 +140,7 @@ class Predictor:
         from mmx.runtimes import choose_path, make_runtime
 
         env = os.environ.get("MMX_RUNTIME") if runtime is None else None
+        chosen_by_auto = (runtime or env or "auto") == "auto" and precision == "auto"
         try:
             runtime, precision = choose_path(runtime or env or "auto", precision)
         except ConfigError as exc:
@@ -159,9 +160,17 @@ class Predictor:
                                   threads=threads)
         self._shift = torch.as_tensor(shift, dtype=torch.float32).reshape(-1, 1, 1)
         self._index = torch.as_tensor(self._plane_index, dtype=torch.long)
-        self.runtime = make_runtime(net, meta, runtime=runtime, precision=precision,
-                                    threads=threads, channels_last=channels_last,
-                                    fold_bn=fold_bn)
+        try:
+            self.runtime = make_runtime(net, meta, runtime=runtime, precision=precision,
+                                        threads=threads, channels_last=channels_last,
+                                        fold_bn=fold_bn)
+        except ModelError as exc:
+            if not chosen_by_auto or runtime == "torch":
+                raise
+            log.warning("%s; using torch/float32 instead", exc)
+            self.settings.runtime, self.settings.precision = "torch", "float32"
+            self.runtime = make_runtime(net, meta, runtime="torch", precision="float32",
+                                        channels_last=channels_last, fold_bn=fold_bn)
         log.debug("network path: %s", self.runtime.name)
 
     def plan(self, shape: tuple[int, int]) -> TilePlan:

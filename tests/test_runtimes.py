@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from mmx import runtimes
-from mmx.errors import ConfigError
+from mmx.errors import ConfigError, ModelError
 from mmx.inference import Predictor
 from mmx.model_package import load_package
 from mmx.registry import release_package_dir
@@ -121,3 +121,18 @@ def test_export_is_cached_by_content_and_pads_odd_sides(release, rng):
     got = first(x)
     assert got.shape == want.shape == (2, len(release.meta.classes), 50, 70)
     assert torch.allclose(got, want, atol=1e-4)
+
+
+def test_auto_falls_back_to_torch_when_the_export_fails(release, monkeypatch, caplog):
+    monkeypatch.setattr(runtimes, "bf16_supported", lambda: False)
+    monkeypatch.setattr(runtimes, "onnxruntime_available", lambda: True)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("operator not supported")
+
+    monkeypatch.setattr(runtimes, "export_onnx", broken)
+    pred = Predictor(release, threads=1)
+    assert pred.runtime.name == "torch/float32"
+    assert pred.provenance()["runtime"] == "torch" and "operator not supported" in caplog.text
+    with pytest.raises(ModelError, match="cannot export the network to ONNX"):
+        Predictor(release, runtime="onnxruntime", threads=1)  # forced: no fallback
