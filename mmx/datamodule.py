@@ -184,7 +184,8 @@ class EpochSampler(Sampler):
     """Shuffled indices, each paired with its epoch: epoch ``e`` uses ``default_rng([seed, e])``.
 
     The epoch counter advances at every pass, so consecutive epochs see new orders, crops
-    and symmetries (a resumed run restarts the counter).
+    and symmetries; Lightning sets it at each epoch start (:meth:`set_epoch`), so a resumed
+    fit continues with the epoch it stopped at, not epoch 0.
     """
 
     def __init__(self, n: int, *, seed: int = 0, shuffle: bool = True) -> None:
@@ -193,6 +194,10 @@ class EpochSampler(Sampler):
 
     def __len__(self) -> int:
         return self.n
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass epoch ``epoch`` (Lightning calls it at every epoch start)."""
+        self.epoch = int(epoch)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch = self.epoch

@@ -55,8 +55,10 @@ def score_shards(package, shard_dir: str | Path, *, batch_size: int = 4,
 
     shards = ShardSet(shard_dir)
     mesh = int(package.meta.normalization.get("mesh", 64))
+    # one process scores the whole set: no syncing with other ranks (after a DDP fit only
+    # rank 0 calibrates, and the others have left)
     curves = ClassCurves(n_classes=len(package.meta.classes), n_bins=n_bins,
-                         thresholds=operating_thresholds(package))
+                         thresholds=operating_thresholds(package), sync_on_compute=False)
     net = package.net.eval()
     with torch.inference_mode():
         for start in range(0, len(shards), batch_size):

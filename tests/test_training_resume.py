@@ -44,10 +44,6 @@ def _cfg(**over) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "mmx.datamodule.EpochSampler counts epochs itself and has no set_epoch, so a resumed "
-    "fit replays epoch 0's order and crops instead of the next epoch's (weights differ by "
-    "~1 Adam step); giving it set_epoch(epoch) lets Lightning restore it"))
 def test_resumed_training_ends_where_an_uninterrupted_one_ends(tmp_path):
     from mmx.fit import train
     from mmx.model_package import load_package
