@@ -177,6 +177,8 @@ def train(
     precision = training_precision(cfg.precision, accelerator=cfg.accelerator)
     log.info("precision %s (train.precision: %s) on %s", precision, cfg.precision,
              cpu_info().describe())
+    if rank_zero_only.rank == 0:
+        tracking.mark_training_experiment(mlf.experiment, mlf.experiment_id)
     if run_id is None:  # a resumed run already holds its params (MLflow refuses changes)
         flat = _flatten("", all_params, {})
         flat.update({"resolved.precision": precision, "resolved.cpu": cpu_info().describe()})

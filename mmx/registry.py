@@ -88,10 +88,39 @@ def _client(tracking_uri: str | None):
 
 
 def _ensure_experiment(client, uri: str, name: str) -> str:
+    from mmx.tracking import mark_training_experiment
+
     exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    return client.create_experiment(name, artifact_location=artifact_root(uri))
+    exp_id = exp.experiment_id if exp is not None else client.create_experiment(
+        name, artifact_location=artifact_root(uri))
+    mark_training_experiment(client, exp_id)
+    return exp_id
+
+
+def _log_package_record(client, run_id: str, meta) -> None:
+    """Log a package's params (flattened), test figures and provenance into a run."""
+    import time
+
+    from mlflow.entities import Metric, Param
+
+    flat: dict[str, object] = {}
+
+    def walk(prefix: str, value: object) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            flat[prefix] = value
+
+    walk("", meta.params or {})
+    params = [Param(k, str(v)[:6000]) for k, v in sorted(flat.items())]
+    now = int(time.time() * 1000)
+    metrics = [Metric(f"test.{k}", float(v), now, 0) for k, v in sorted(meta.metrics.items())]
+    for i in range(0, max(len(params), len(metrics)), 100):
+        client.log_batch(run_id, metrics=metrics[i:i + 100], params=params[i:i + 100])
+    for key in ("git_commit", "data_hash", "run_id"):
+        if key in meta.provenance:
+            client.set_tag(run_id, f"source.{key}", str(meta.provenance[key]))
 
 
 def register_package(
@@ -136,6 +165,7 @@ def register_package(
     from mmx import __version__
 
     package = load_package(package_dir)  # validates before anything is logged
+    source_name = Path(package_dir).name
     staging = Path(tempfile.mkdtemp(prefix="mmx-register-"))
     if metrics:
         package.meta.metrics = {**package.meta.metrics, **metrics}
@@ -149,7 +179,9 @@ def register_package(
             run_id = None
     if run_id is None:
         exp_id = _ensure_experiment(client, uri, experiment)
-        run_id = client.create_run(exp_id, run_name="imported-model").info.run_id
+        run_id = client.create_run(exp_id, run_name=f"imported-{source_name}").info.run_id
+        # the package's own record, so the run compares with training runs in the UI
+        _log_package_record(client, run_id, package.meta)
         client.set_terminated(run_id)
     signature = ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1))]),

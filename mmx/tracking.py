@@ -18,6 +18,7 @@ __all__ = [
     "git_commit",
     "data_hash",
     "EXPERIMENT_NAME",
+    "mark_training_experiment",
     "REGISTERED_MODEL",
     "PRODUCTION_ALIAS",
 ]
@@ -25,6 +26,15 @@ __all__ = [
 EXPERIMENT_NAME = "mmx"
 REGISTERED_MODEL = "mmx"
 PRODUCTION_ALIAS = "production"
+
+
+def mark_training_experiment(client, experiment_id: str) -> None:
+    """Tag an experiment as model training, so MLflow 3's UI opens its runs table.
+
+    Without the tag MLflow 3 guesses the experiment kind and may open the GenAI "Traces"
+    view, which shows nothing of a training run.
+    """
+    client.set_experiment_tag(experiment_id, "mlflow.experimentKind", "custom_model_development")
 
 
 def project_root(start: str | Path | None = None) -> Path | None:

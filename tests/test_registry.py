@@ -109,3 +109,17 @@ def test_cli_promote_refuses_a_worse_version_without_force(tmp_path):
     forced = runner.invoke(app, ["models", "promote", "mmx", "2", "--force"])
     assert forced.exit_code == 0 and "is now @production" in forced.output
     assert list_versions("mmx", tracking_uri=uri)[0].aliases == ("production",)
+
+
+def test_imported_model_run_carries_its_figures_and_the_experiment_opens_on_runs(tmp_path):
+    import mlflow
+
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    info = register_package(_package(tmp_path, "m", 0, 0.42)[0], tracking_uri=uri)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    run = client.get_run(info.run_id)
+    assert run.info.run_name == "imported-m"
+    assert run.data.metrics["test.mean.tpr_at_fpr_1e-3"] == 0.42
+    assert run.data.tags["source.git_commit"] == "abc1234"
+    exp = client.get_experiment(run.info.experiment_id)
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
