@@ -62,9 +62,9 @@ def tiny_files(tmp_path_factory):
 # ---------------------------------------------------------------- instrument profiles
 
 
-def test_registry_holds_the_three_cameras_with_their_mosaics():
+def test_registry_holds_the_cameras_with_their_mosaics():
     assert {name: inst.n_ccds for name, inst in INSTRUMENTS.items()} == {
-        "DECam": 62, "MegaCam": 40, "HSC": 104}
+        "DECam": 62, "MegaCam": 40, "HSC": 104, "SpaceCam": 4}
     assert get_instrument("hsc") is INSTRUMENTS["HSC"]
     for inst in INSTRUMENTS.values():
         assert inst.bias < inst.saturate <= inst.adc_max
@@ -72,6 +72,9 @@ def test_registry_holds_the_three_cameras_with_their_mosaics():
     # MegaCam's 16-bit ADC saturates before its full well; DECam's full well comes first.
     assert INSTRUMENTS["MegaCam"].saturate > 65000
     assert INSTRUMENTS["DECam"].saturate < INSTRUMENTS["DECam"].bias + 150_000 / 4.0
+    # the space imager undersamples its PSF: FWHM about one pixel, 12-bit ADC
+    space = INSTRUMENTS["SpaceCam"]
+    assert 0.8 < space.seeing_median / space.pixel_scale < 1.5 and space.adc_max == 4095
 
 
 # ---------------------------------------------------------------- configuration
