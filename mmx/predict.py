@@ -706,7 +706,8 @@ def predict_files(
         Keep an existing mask made by the same model and options (``MMXFPRNT``) and skip
         its input; an existing mask made otherwise is an error unless ``overwrite``.
     log_path : path, bool or None
-        The run log (JSON lines); None: :func:`default_log_path`; False: no log.
+        The run log (JSON lines); None: :func:`default_log_path` (none when no input could
+        be expanded and there is no ``out_dir``); False: no log.
     executor : object, optional
         Runs the files elsewhere: something with ``run(specs, predictor, options,
         fingerprint)`` yielding :class:`FileResult` as they finish
@@ -740,8 +741,8 @@ def predict_files(
     order = list(dict.fromkeys(order))
     specs, outputs = _dedupe_and_check(specs, out_dir)
     fingerprint = options_fingerprint(predictor, mode=mode, thresholds=thresholds, aux=aux)
-    if log_path is None:
-        log_path = default_log_path(outputs, out_dir)
+    if log_path is None:  # no log when nothing could be run: its errors are on stderr
+        log_path = default_log_path(outputs, out_dir) if specs or out_dir else False
     run_log = _RunLog(Path(log_path) if log_path else None, on_error)
     report = PredictReport(log_path=run_log.path)
     results: dict[str, FileResult] = {}

@@ -290,3 +290,10 @@ def test_sigterm_leaves_nothing_partial(model_dir, tmp_path, rng):
         with fits.open(mask) as hdul:
             assert hdul[1].data.shape == (300, 300)
     shutil.rmtree(folder)
+
+
+def test_no_log_when_nothing_could_run(model_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = _cli([tmp_path / "absent.fits", "--model", model_dir])
+    assert res.exit_code == 1 and "absent.fits: no such file" in res.stderr
+    assert not list(tmp_path.glob("*.jsonl"))

@@ -44,7 +44,7 @@ from mmx.predict import options_fingerprint, predict_file  # noqa: E402
 
 _COMMON = {"database": None, "derandomize": True, "deadline": None,
            "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]}
-FAST = settings(max_examples=60, **_COMMON)
+FAST = settings(max_examples=40, **_COMMON)
 SLOW = settings(max_examples=600, **_COMMON)
 
 KINDS = (
