@@ -33,31 +33,36 @@ def _coerce(value: Any, kind: Any, where: str) -> Any:
                 return _coerce(value, option, where)
             except ConfigError:
                 continue
-        raise ConfigError(f"{where} = {value!r}: expected {kind}")
+        raise ConfigError(f"{where} must be {kind}, got {value!r}")
     base = origin or kind
+    if base in (int, float) and isinstance(value, str):  # "4.5" from a command line
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     if base is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{where} = {value!r}: expected true or false")
+        raise ConfigError(f"{where} must be true or false, got {value!r}")
     if base is int:
         if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
-            raise ConfigError(f"{where} = {value!r}: expected an integer")
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
         return int(value)
     if base is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where} = {value!r}: expected a number")
+            raise ConfigError(f"{where} must be a number, got {value!r}")
         return float(value)
     if base is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where} = {value!r}: expected a string")
+            raise ConfigError(f"{where} must be a string, got {value!r}")
         return value
     if base is list:
         if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where} = {value!r}: expected a list")
+            raise ConfigError(f"{where} must be a list, got {value!r}")
         return list(value)
     if base is dict:
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{where} = {value!r}: expected a mapping")
+            raise ConfigError(f"{where} must be a mapping, got {value!r}")
         return dict(value)
     return value
 

@@ -20,10 +20,10 @@ def test_a_typo_is_an_error_naming_the_allowed_keys():
 
 
 @pytest.mark.parametrize(("key", "value", "match"), [
-    ("crop", "big", "train.crop = 'big': expected an integer"),
-    ("crop", 12.5, "expected an integer"),
-    ("augment", "yes", "expected true or false"),
-    ("lr", "fast", "expected a number"),
+    ("crop", "big", "train.crop must be an integer, got 'big'"),
+    ("crop", 12.5, "must be an integer"),
+    ("augment", "yes", "must be true or false"),
+    ("lr", "fast", "must be a number"),
     ("final_weights", "middle", "final_weights must be 'best' or 'last'"),
     ("target_fpr", 2.0, r"target_fpr must be in \(0, 1\)"),
 ])

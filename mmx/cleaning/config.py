@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
+from mmx.config import from_section
 from mmx.errors import ConfigError
 
 __all__ = ["CleanConfig"]
@@ -139,20 +140,4 @@ class CleanConfig:
         ConfigError
             On an unknown key or a value of the wrong type or range.
         """
-        values = dict(values or {})
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ConfigError(f"unknown clean setting(s) {', '.join(unknown)}; expected "
-                              f"some of {', '.join(known)}")
-        typed: dict[str, object] = {}
-        for key, value in values.items():
-            kind = int if known[key].type in ("int", int) else float
-            try:
-                if kind is int and float(value) != int(float(value)):  # type: ignore[arg-type]
-                    raise ValueError
-                typed[key] = kind(value)  # type: ignore[arg-type]
-            except (TypeError, ValueError):
-                expected = "an integer" if kind is int else "a number"
-                raise ConfigError(f"clean.{key} must be {expected}, got {value!r}") from None
-        return cls(**typed)  # type: ignore[arg-type]
+        return from_section(cls, values, "clean")
