@@ -35,6 +35,7 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from mmx.classes import ABBREVIATIONS, CLASSES, N_CLASSES, by_abbr, label_bit
+from mmx.config import from_section
 from mmx.contaminants import (
     Injection,
     inject_cosmic_rays,
@@ -176,13 +177,7 @@ class SynthesisConfig:
         ConfigError
             On an unknown key or an invalid value.
         """
-        values = dict(values or {})
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown synthesize setting(s) {', '.join(unknown)}; expected "
-                              f"some of {', '.join(sorted(known))}")
-        return cls(**values)  # type: ignore[arg-type]
+        return from_section(cls, values, "synthesize")
 
     def probability(self, abbr: str) -> float:
         """Probability that an image gets class ``abbr`` injected."""
