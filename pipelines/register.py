@@ -1,8 +1,7 @@
 """Stage `register`: the trained package becomes a registry version; promotion is gated.
 
-The new version always gets the ``candidate`` alias. It is promoted to the production
-alias when ``register.promote`` is ``always``, or ``auto`` and either no production
-version exists or the new one is at least as good on the key metric.
+The new version always gets the ``candidate`` alias; :mod:`mmx.promotion` decides whether
+it also takes ``register.alias`` (``register.promote``: auto, always or never).
 """
 
 from __future__ import annotations
@@ -10,52 +9,27 @@ from __future__ import annotations
 import json
 import logging
 
-from mmx.model_package import load_package
-from mmx.registry import KEY_METRIC, list_versions, promote, register_package
+from mmx.promotion import register_and_gate
+from mmx.registry import KEY_METRIC
 from mmx.tracking import default_tracking_uri
 from pipelines.params import ROOT, path, section
 
 log = logging.getLogger("mmx.register")
 
 
-def _should_promote(policy: str, new: float | None, current: float | None, has_prod: bool) -> bool:
-    if policy == "always":
-        return True
-    if policy == "never":
-        return False
-    if not has_prod:
-        return True
-    return new is not None and (current is None or new >= current)
-
-
 def main() -> None:
     """Run the stage with the project's ``params.yaml``."""
     params = section("register")
-    name, alias, policy = params["name"], params["alias"], params["promote"]
-    uri = default_tracking_uri(ROOT)
-    package_dir = path("model")
-    package = load_package(package_dir)
-    metrics = json.loads((path("results") / "metrics.json").read_text())
-    current = [v for v in list_versions(name, tracking_uri=uri) if alias in v.aliases]
-    info = register_package(package_dir, name=name, tracking_uri=uri, metrics=metrics,
-                            run_id=package.meta.provenance.get("run_id"))
-    promote(name, info.version, alias="candidate", tracking_uri=uri)
-    new_score = metrics.get(KEY_METRIC)
-    cur_tags = current[0].tags if current else {}
-    cur_score = float(cur_tags[KEY_METRIC]) if KEY_METRIC in cur_tags else None
-    promoted = _should_promote(policy, new_score, cur_score, bool(current))
-    if promoted:
-        promote(name, info.version, alias=alias, tracking_uri=uri)
-    log.info("registered %s v%d (%s = %s); %s", name, info.version, KEY_METRIC, new_score,
-             f"promoted to @{alias}" if promoted else f"@{alias} stays on v{current[0].version}")
+    result = register_and_gate(
+        path("model"), metrics=json.loads((path("results") / "metrics.json").read_text()),
+        name=params["name"], alias=params["alias"], policy=params["promote"],
+        tracking_uri=default_tracking_uri(ROOT))
+    log.info("registered %s v%d (%s = %s); %s", result["name"], result["version"], KEY_METRIC,
+             result[KEY_METRIC], f"promoted to @{params['alias']}" if result["promoted"]
+             else f"@{params['alias']} stays on v{result['previous']}")
     out = path("results") / "registered.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "name": name, "version": info.version, "run_id": info.run_id,
-        "promoted": promoted, "alias": alias if promoted else "candidate",
-        "model_uri": f"models:/{name}/{info.version}", "tracking_uri": uri,
-        KEY_METRIC: new_score,
-    }, indent=2))
+    out.write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from mmx.classes import ABBREVIATIONS
 from mmx.cli.app import app
-from mmx.errors import ModelError
+from mmx.errors import ConfigError, ModelError
 from mmx.model_package import ModelMeta, save_package
 from mmx.nets import build_network
 from mmx.registry import list_versions, promote, register_package, resolve_model
@@ -123,3 +123,33 @@ def test_imported_model_run_carries_its_figures_and_the_experiment_opens_on_runs
     assert run.data.tags["source.git_commit"] == "abc1234"
     exp = client.get_experiment(run.info.experiment_id)
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+@pytest.mark.parametrize(("policy", "new", "current", "has", "expected"), [
+    ("auto", 0.5, 0.4, True, True), ("auto", 0.4, 0.4, True, True),
+    ("auto", 0.3, 0.4, True, False), ("auto", None, 0.4, True, False),
+    ("auto", 0.1, None, False, True), ("always", 0.1, 0.9, True, True),
+    ("never", 0.9, 0.1, True, False),
+])
+def test_promotion_gate(policy, new, current, has, expected):
+    from mmx.promotion import should_promote
+
+    assert should_promote(policy, new, current, has_current=has) is expected
+
+
+def test_register_stage_gate_keeps_the_better_production_model(tmp_path):
+    from mmx.promotion import register_and_gate
+
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    good = _package(tmp_path, "good", 0, 0.6)[0]
+    worse = _package(tmp_path, "worse", 1, 0.2)[0]
+    first = register_and_gate(good, metrics={"mean.tpr_at_fpr_1e-3": 0.6}, name="mmx",
+                              alias="production", policy="auto", tracking_uri=uri)
+    second = register_and_gate(worse, metrics={"mean.tpr_at_fpr_1e-3": 0.2}, name="mmx",
+                               alias="production", policy="auto", tracking_uri=uri)
+    assert first["promoted"] and not second["promoted"] and second["previous"] == 1
+    assert [(v.version, v.aliases) for v in list_versions("mmx", tracking_uri=uri)] == [
+        (2, ("candidate",)), (1, ("production",))]
+    with pytest.raises(ConfigError, match="register.promote must be one of"):
+        register_and_gate(worse, metrics={}, name="mmx", alias="production",
+                          policy="sometimes", tracking_uri=uri)

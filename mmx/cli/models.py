@@ -63,6 +63,7 @@ def promote_command(
     refuses (without --force) a version that is worse on mean TPR at FPR 1e-3.
     """
     from mmx.errors import ModelError
+    from mmx.promotion import should_promote
     from mmx.registry import list_versions, promote
 
     versions = {v.version: v for v in list_versions(name, tracking_uri=tracking_uri)}
@@ -73,8 +74,7 @@ def promote_command(
             typer.echo(f"{label} @{alias}: version {v.version:<4} " + "  ".join(
                 f"{k} {v.tags.get(k, '-')}" for k in _KEY_FIGURES))
         before, after = (_figure(v.tags.get(_KEY_FIGURES[0])) for v in (old, new))
-        worse = after is None or (before is not None and after < before)
-        if worse and not force:
+        if not force and not should_promote("auto", after, before, has_current=True):
             raise ModelError(f"version {new.version} is worse than version {old.version} on "
                              f"{_KEY_FIGURES[0]} ({after} < {before}, or unknown); "
                              "pass --force to promote it anyway")
