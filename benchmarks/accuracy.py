@@ -45,6 +45,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import sys
 from collections.abc import Callable, Sequence
@@ -210,7 +211,8 @@ def assemble_frames(
             image[sl] = samples[i].image
             labels[sl] = samples[i].labels
             ignore[sl] = samples[i].ignore
-        name = "-".join(str(k) for k in key).replace("/", "_").replace(" ", "_")
+        # a file name every tool takes literally: no "[N]" (read as an HDU selector), no "/"
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(str(k) for k in key))
         frames.append(TestFrame(
             name=name, image=image, labels=labels, ignore=ignore, members=list(members),
             record={
