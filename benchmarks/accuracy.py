@@ -502,7 +502,8 @@ _COLORS = {"mmx": "C0", "maximask": "C3", "deepcr-ACS-WFC": "C2", "deepcr-decam"
            "astroscrappy": "k"}
 
 
-def _plot_roc(results: dict[str, dict], tools: list[Tool], path: Path) -> Path:
+def _plot_roc(results: dict[str, dict], tools: list[Tool], path: Path, *,
+              title: str = "ROC on the reassembled mmx test frames (in-distribution)") -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -537,7 +538,7 @@ def _plot_roc(results: dict[str, dict], tools: list[Tool], path: Path) -> Path:
         ax.axis("off")
     handles, labels = axes.ravel()[0].get_legend_handles_labels()
     axes.ravel()[-1].legend(handles, labels, loc="center")
-    fig.suptitle("ROC on the reassembled mmx test frames (x: default operating point)")
+    fig.suptitle(f"{title} (x: default operating point)")
     fig.supxlabel("FPR")
     fig.supylabel("TPR")
     return save_png(fig, path)

@@ -1088,7 +1088,8 @@ def real_sky_section(
     results = _injected_results(tools, jobs, work / "real")
     lines += _section1(tools, frames, jobs, results, draws, seed)
     if results:
-        png = _plot_roc(results, tools, out / "real_injected_roc.png")
+        png = _plot_roc(results, tools, out / "real_injected_roc.png",
+                        title="ROC on held-out real skies with injected contaminants")
         lines += [f"![ROC per class, injected real skies]({png.name})", ""]
 
     lines += ["## 2. Real labelled cases", ""]
