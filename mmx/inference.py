@@ -51,6 +51,7 @@ class _Settings:
     runtime: str
     channels_last: bool
     threads: int | None
+    device: str = "cpu"
 
 
 class Predictor:
@@ -85,11 +86,15 @@ class Predictor:
         Use the channels-last memory layout (PyTorch; faster with oneDNN on x86).
     fold_bn : bool
         Fold BatchNorm layers into the preceding convolutions (:func:`fold_batchnorm`).
+    device : {"cpu", "cuda", "cuda:N", "auto"}
+        Where the network runs (:func:`mmx.runtimes.resolve_device`); ``auto`` is the GPU
+        when torch sees one. On a GPU only PyTorch runs, in bfloat16 where it has it.
 
     Raises
     ------
     ConfigError
-        On a class the model does not output, a bad prior, batch size or precision.
+        On a class the model does not output, a bad prior, batch size or precision, or a
+        device that does not exist here (CUDA with a CPU build of torch).
     """
 
     def __init__(
@@ -107,6 +112,7 @@ class Predictor:
         runtime: str | None = None,
         channels_last: bool = True,
         fold_bn: bool = True,
+        device: str = "cpu",
     ) -> None:
         import torch
 
@@ -137,12 +143,14 @@ class Predictor:
             if threads < 1:
                 raise ConfigError(f"threads must be >= 1, got {threads}")
             torch.set_num_threads(int(threads))
-        from mmx.runtimes import choose_path, make_runtime
+        from mmx.runtimes import choose_path, make_runtime, resolve_device
 
+        device = resolve_device(device)
         env = os.environ.get("MMX_RUNTIME") if runtime is None else None
         chosen_by_auto = (runtime or env or "auto") == "auto" and precision == "auto"
         try:
-            runtime, precision = choose_path(runtime or env or "auto", precision)
+            runtime, precision = choose_path(runtime or env or "auto", precision,
+                                             device=device)
         except ConfigError as exc:
             raise ConfigError(f"$MMX_RUNTIME: {exc}" if env else str(exc)) from None
         net = package.net
@@ -157,13 +165,13 @@ class Predictor:
         self.settings = _Settings(tile=tile, margin=margin, align=align,
                                   batch_size=int(batch_size), precision=precision,
                                   runtime=runtime, channels_last=bool(channels_last),
-                                  threads=threads)
+                                  threads=threads, device=device)
         self._shift = torch.as_tensor(shift, dtype=torch.float32).reshape(-1, 1, 1)
         self._index = torch.as_tensor(self._plane_index, dtype=torch.long)
         try:
             self.runtime = make_runtime(net, meta, runtime=runtime, precision=precision,
                                         threads=threads, channels_last=channels_last,
-                                        fold_bn=fold_bn)
+                                        fold_bn=fold_bn, device=device)
         except ModelError as exc:
             if not chosen_by_auto or runtime == "torch":
                 raise
@@ -266,4 +274,5 @@ class Predictor:
             "margin": self.settings.margin,
             "precision": self.settings.precision,
             "runtime": self.settings.runtime,
+            "device": self.settings.device,
         }

@@ -42,6 +42,8 @@ __all__ = [
     "PRECISIONS",
     "bf16_supported",
     "onnxruntime_available",
+    "DEVICES",
+    "resolve_device",
     "choose_path",
     "fold_batchnorm",
     "TorchRuntime",
@@ -52,6 +54,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RUNTIMES = ("auto", "torch", "onnxruntime")
+DEVICES = ("auto", "cpu", "cuda")  #: plus ``cuda:N`` for one GPU of several
 PRECISIONS = ("auto", "float32", "bfloat16", "int8")
 _EXPORT_FORMAT = 1  # bump when the export or quantisation recipe changes
 _SUPPORTED = {("torch", "float32"), ("torch", "bfloat16"), ("onnxruntime", "float32"),
@@ -81,25 +84,74 @@ def onnxruntime_available() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx"))
 
 
-def choose_path(runtime: str = "auto", precision: str = "auto") -> tuple[str, str]:
+def resolve_device(device: str = "cpu") -> str:
+    """The torch device a name means on this machine: ``"cpu"`` or ``"cuda[:N]"``.
+
+    ``auto`` is the first CUDA GPU when torch sees one, else the CPU.
+
+    Raises
+    ------
+    ConfigError
+        On an unknown name, or CUDA asked for where torch has no usable GPU (a CPU build
+        of torch, no driver, or no GPU ``N``).
+    """
+    name = str(device).strip().lower()
+    base, _, index = name.partition(":")
+    if base not in DEVICES or (index and (base != "cuda" or not index.isdigit())):
+        raise ConfigError(f"device must be one of {', '.join(DEVICES)} or cuda:N, "
+                          f"got {device!r}")
+    if base == "cpu":
+        return "cpu"
+    import torch
+
+    available = torch.cuda.is_available()
+    if base == "auto":
+        return "cuda" if available else "cpu"
+    if not available:
+        build = torch.__version__
+        why = ("this torch is a CPU-only build" if torch.version.cuda is None
+               else "torch finds no CUDA driver or GPU")
+        raise ConfigError(f"device {device!r}: no CUDA GPU usable ({why}: torch {build}); "
+                          "expected device cpu or auto, or a CUDA build of torch on a machine "
+                          "with an NVIDIA GPU")
+    count = torch.cuda.device_count()
+    if index and int(index) >= count:
+        raise ConfigError(f"device {device!r}: torch sees {count} CUDA GPU(s), numbered 0 to "
+                          f"{count - 1}")
+    return name
+
+
+def choose_path(runtime: str = "auto", precision: str = "auto", *,
+                device: str = "cpu") -> tuple[str, str]:
     """Resolve ``auto`` into a ``(runtime, precision)`` path for this machine.
 
     ``auto``/``auto`` is ``torch/bfloat16`` where bf16 is native, else
     ``onnxruntime/float32`` (else ``torch/float32`` without ONNX Runtime). An explicit
     ``float32`` or ``bfloat16`` with ``runtime="auto"`` means PyTorch; ``int8`` means
-    ONNX Runtime.
+    ONNX Runtime. On a GPU (``device`` a resolved ``cuda[:N]``) only PyTorch runs:
+    ``auto`` is bfloat16 where the GPU has it, else float32.
 
     Raises
     ------
     ConfigError
         On an unknown name or a combination that does not exist (``torch/int8``,
-        ``onnxruntime/bfloat16``), or ONNX Runtime asked for but not installed.
+        ``onnxruntime/bfloat16``, ONNX Runtime or int8 on a GPU), or ONNX Runtime asked
+        for but not installed.
     """
     if runtime not in RUNTIMES:
         raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, "
                           f"got {precision!r}")
+    if device.startswith("cuda"):
+        if runtime == "onnxruntime" or precision == "int8":
+            raise ConfigError(f"device {device}: only torch/float32 and torch/bfloat16 run on "
+                              f"a GPU, got {runtime}/{precision}")
+        if precision == "auto":
+            import torch
+
+            precision = "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+        return "torch", precision
     if precision == "auto":
         if runtime == "torch":
             precision = "bfloat16" if bf16_supported() else "float32"
@@ -156,28 +208,32 @@ class TorchRuntime:
         Convolution arithmetic.
     channels_last, fold_bn : bool
         Memory layout for oneDNN's blocked kernels; BatchNorm folding.
+    device : str
+        A resolved torch device (:func:`resolve_device`): ``"cpu"`` or ``"cuda[:N]"``.
+        Tiles are sent there and logits come back to the CPU.
     """
 
     def __init__(self, net, *, precision: str = "float32", channels_last: bool = True,
-                 fold_bn: bool = True) -> None:
+                 fold_bn: bool = True, device: str = "cpu") -> None:
         import torch
 
         net = fold_batchnorm(net) if fold_bn else copy.deepcopy(net)
         if channels_last:
             net = net.to(memory_format=torch.channels_last)
-        self.net = net
-        self.name = f"torch/{precision}"
+        self.device = torch.device(device)
+        self.net = net.to(self.device)
+        self.name = f"torch/{precision}" + ("" if self.device.type == "cpu" else f"@{device}")
         self._bf16 = precision == "bfloat16"
         self._format = torch.channels_last if channels_last else torch.contiguous_format
 
     def __call__(self, x):
-        """Logits of a batch ``x`` ``(N, 1, H, W)`` (tensor or array), float32 tensor."""
+        """Logits of a batch ``x`` ``(N, 1, H, W)`` (tensor or array), float32 CPU tensor."""
         import torch
 
-        x = torch.as_tensor(x).contiguous(memory_format=self._format)
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16,
+        x = torch.as_tensor(x).to(self.device).contiguous(memory_format=self._format)
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16,
                                                     enabled=self._bf16):
-            return self.net(x).float()
+            return self.net(x).float().cpu()
 
 
 class _Export:
@@ -368,9 +424,9 @@ class OnnxRuntime:
 
 
 def make_runtime(net, meta, *, runtime: str, precision: str, threads: int | None = None,
-                 channels_last: bool = True, fold_bn: bool = True):
-    """Build the runtime of a resolved path (see :func:`choose_path`)."""
+                 channels_last: bool = True, fold_bn: bool = True, device: str = "cpu"):
+    """Build the runtime of a resolved path (see :func:`choose_path`) on a resolved device."""
     if runtime == "onnxruntime":
         return OnnxRuntime(net, meta, precision=precision, threads=threads)
     return TorchRuntime(net, precision=precision, channels_last=channels_last,
-                        fold_bn=fold_bn)
+                        fold_bn=fold_bn, device=device)
