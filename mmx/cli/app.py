@@ -1,6 +1,13 @@
-"""Root of the ``mmx`` command line. Heavy imports happen inside commands only."""
+"""Root of the ``mmx`` command line. Heavy imports happen inside commands only.
+
+Help is plain text (``rich_markup_mode=None``): option texts hold ``[default: ...]`` and
+other brackets that rich markup would eat, and flags show as flags, not ``<bool>``.
+Shell completion: ``mmx --install-completion`` (bash, zsh, fish, PowerShell).
+"""
 
 from __future__ import annotations
+
+from typing import Annotated
 
 import typer
 
@@ -12,26 +19,87 @@ app = typer.Typer(
     name="mmx",
     help="Contaminant masks for astronomical images: simulate, train, track and serve.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mmx")
+    except PackageNotFoundError:
+        from mmx import __version__
+
+        return __version__
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"mmx {_version()}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_show_version, is_eager=True,
+        help="Print the mmx version and exit.")] = False,
+) -> None:
     """Contaminant masks for astronomical images: simulate, train, track and serve."""
 
 
 @app.command("classes")
 @reports_errors
-def classes_command() -> None:
-    """Print the contaminant class table: abbreviation, bit, default prior and threshold."""
-    from mmx.classes import CLASSES
+def classes_command(
+    model: Annotated[str | None, typer.Option(
+        "--model", help="Show the thresholds of this model: models:/NAME@ALIAS, "
+                        "models:/NAME/VERSION or a folder (default: the one mmx predict "
+                        "uses, models:/mmx@production, else the release model)")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(
+        "--tracking-uri", help="MLflow store of the registry (default: $MLFLOW_TRACKING_URI "
+                               "or the project's mlruns/mlflow.db)")] = None,
+    table_only: Annotated[bool, typer.Option(
+        "--table", help="Only the class table's defaults; load no model.")] = False,
+) -> None:
+    """Print the class table: bit, default prior, and the thresholds mmx predict uses.
 
-    typer.echo(f"{'#':>2}  {'abbr':<4} {'bit':>5} {'prior':>8} {'thresh':>6}  name")
+    Bits are MaxiMask's; NODATA (8192) marks pixels with no valid input value. A bitmask
+    output works as a SExtractor FLAG_IMAGE (see the README).
+    """
+    from mmx.classes import CLASSES
+    from mmx.masks import NODATA_BIT
+
+    used: dict[str, float] = {}
+    source = ""
+    if not table_only:
+        from mmx.calibration import default_thresholds
+        from mmx.cli.predict import _resolve_model
+
+        package = _resolve_model(model, tracking_uri)
+        abbrs = list(package.meta.classes)
+        used = dict(zip(abbrs, map(float, default_thresholds(package.meta, abbrs)),
+                        strict=True))
+        reg = package.registry or {}
+        version = f" version {reg['version']}" if reg.get("version") not in (None, "") else ""
+        source = f"{package.source or package.meta.architecture}{version}"
+    head = f"{'#':>2}  {'abbr':<6} {'bit':>5} {'prior':>8} {'table':>6}"
+    typer.echo(head + (f" {'model':>7}" if used else "") + "  name")
     for c in CLASSES:
-        typer.echo(f"{c.index:>2}  {c.abbr:<4} {c.bit:>5} {c.prior:>8.1e} {c.threshold:>6.2f}"
-                   f"  {c.name}")
+        line = f"{c.index:>2}  {c.abbr:<6} {c.bit:>5} {c.prior:>8.1e} {c.threshold:>6.2f}"
+        if used:
+            line += f" {used[c.abbr]:>7.3g}" if c.abbr in used else f" {'-':>7}"
+        typer.echo(f"{line}  {c.name}")
+    pad = 8 + 7 + (8 if used else 0)
+    typer.echo(f"{'':>2}  {'NODATA':<6} {NODATA_BIT:>5} {'':>{pad}}  no input value "
+               "(NaN/Inf/BLANK/masked; no class set)")
+    typer.echo("prior: default expected proportion (--prior); table: the class table's "
+               "threshold")
+    if used:
+        typer.echo(f"model: the threshold mmx predict uses with {source} (calibrated on its "
+                   "validation split at the default priors; --threshold overrides)")
 
 
 def _register_subcommands() -> None:
@@ -45,6 +113,9 @@ def _register_subcommands() -> None:
                 raise
             continue
         mod.register(app)
+    for group in app.registered_groups:  # plain help for the sub-groups too
+        if group.typer_instance is not None:
+            group.typer_instance.rich_markup_mode = None
 
 
 _register_subcommands()
