@@ -24,6 +24,17 @@ Layout: HDU ``i`` of the output answers HDU ``i`` of the input.
   ``COMMENT`` card names them.
 * With ``file.fits[N]``: the input's primary header (no data) then the mask of HDU ``N``
   (or only the mask when ``N`` is 0).
+* Cube outputs (``prob``, ``prob8``, ``binary``) carry ``WCSAXES = 2``: the celestial WCS
+  describes the two image axes, not the plane axis (astropy: ``WCS(header, naxis=2)``,
+  required for a SIP header on a 3-D HDU).
+* Saturation: where the input HDU's header has a numeric ``SATURATE``, pixels at or above
+  it are flagged SAT whatever the network says (:mod:`mmx.saturation`).
+* With ``compress``: mask HDUs are tile-compressed (``PLIO_1`` for the bit mask,
+  ``GZIP_2`` lossless for the cubes), and a mask of a primary image goes to HDU 1 behind
+  an empty primary (tile-compressed images are extensions: the ``fpack`` layout).
+* With ``clean``: ``<name>.clean.fits`` beside the mask, the same layout with each masked
+  image replaced by its cleaned pixels (float32; :mod:`mmx.inpaint`: CR, HP, HCL, DCL, TRL
+  inpainted, no-data NaN), written first and removed if the mask cannot be written.
 
 Provenance keys (in the primary header and in every mask HDU)
 --------------------------------------------------------------
@@ -85,6 +96,7 @@ __all__ = [
     "PredictReport",
     "output_path",
     "preview_path",
+    "clean_path",
     "check_class_options",
     "provenance_cards",
     "options_fingerprint",
@@ -174,15 +186,18 @@ class MaskOptions:
     overwrite: bool = False
     preview: bool = False
     aux: bool = False
+    compress: bool = False
+    clean: bool = False
 
     @classmethod
     def make(cls, *, mode: OutputMode | str = OutputMode.BITMASK,
              thresholds: Mapping[str, float] | None = None, out_dir: str | Path | None = None,
-             overwrite: bool = False, preview: bool = False, aux: bool = False) -> MaskOptions:
+             overwrite: bool = False, preview: bool = False, aux: bool = False,
+             compress: bool = False, clean: bool = False) -> MaskOptions:
         """Build from the keyword arguments of :func:`predict_file`."""
         return cls(OutputMode(mode).value, tuple(sorted((thresholds or {}).items())),
                    Path(out_dir) if out_dir is not None else None, bool(overwrite),
-                   bool(preview), bool(aux))
+                   bool(preview), bool(aux), bool(compress), bool(clean))
 
 
 def _stem(path: Path) -> str:
@@ -228,6 +243,13 @@ def preview_path(mask_path: Path, hdu: int | None = None) -> Path:
     if hdu is not None:
         base += f".hdu{hdu}"
     return mask_path.with_name(base + ".png")
+
+
+def clean_path(mask_path: Path) -> Path:
+    """Cleaned-image name for a mask file: ``<name>.clean.fits``."""
+    from mmx.inpaint import CLEAN_SUFFIX
+
+    return mask_path.with_name(mask_path.name.removesuffix(MASK_SUFFIX) + CLEAN_SUFFIX)
 
 
 def check_class_options(
@@ -296,14 +318,15 @@ def provenance_cards(provenance: Mapping, *, mode: OutputMode | str) -> list[tup
 
 def options_fingerprint(
     predictor, *, mode: OutputMode | str, thresholds: Mapping[str, float] | None = None,
-    aux: bool = False,
+    aux: bool = False, clean: bool = False,
 ) -> str:
     """Digest of the model and every option that changes a mask (``MMXFPRNT``).
 
     Two runs with the same fingerprint write the same mask for the same input: it covers
     the weights (their SHA-256, else the model's source and registry version), the output
     classes, mode, priors, effective thresholds (binary modes), tiling, arithmetic and
-    which HDUs are masked. Not the mmx version or the date.
+    which HDUs are masked, header saturation and whether a cleaned image is written. Not
+    the mmx version, the date or the compression (the values are the same).
     """
     mode = OutputMode(mode)
     prov = predictor.provenance()
@@ -323,7 +346,12 @@ def options_fingerprint(
         "tile": prov.get("tile"), "margin": prov.get("margin"),
         "precision": prov.get("precision"),
         "aux": bool(aux),
+        "saturate": "header SATURATE flags SAT",
     }
+    if clean:
+        from mmx.inpaint import CLEAN_CLASSES
+
+        doc["clean"] = list(CLEAN_CLASSES)
     if mode in (OutputMode.BINARY, OutputMode.BITMASK):
         thr = predictor.default_thresholds() | dict(thresholds or {})
         doc["thresholds"] = {k: repr(float(v)) for k, v in sorted(thr.items())}
@@ -362,6 +390,8 @@ def predict_file(
     progress: bool = False,
     aux: bool = False,
     fingerprint: str | None = None,
+    compress: bool = False,
+    clean: bool = False,
 ) -> Path:
     """Mask every 2-D image HDU of one input file and write its mask file.
 
@@ -388,6 +418,11 @@ def predict_file(
         (:data:`mmx.fitsio.AUX_EXTNAMES`); without it they are copied.
     fingerprint : str, optional
         :func:`options_fingerprint` of this call, if already computed.
+    compress : bool
+        Tile-compress the mask HDUs (module docstring).
+    clean : bool
+        Also write ``<name>.clean.fits`` (:func:`clean_path`), the image with the pixels
+        of :data:`mmx.inpaint.CLEAN_CLASSES` inpainted.
 
     Returns
     -------
@@ -419,27 +454,73 @@ def predict_file(
     for png in pngs.values() if preview else ():
         if png.exists() and not overwrite:
             raise InputError(f"{png}: preview exists; pass --overwrite to replace it")
+    cleaned_out = clean_path(out) if clean else None
+    if cleaned_out is not None:
+        if cleaned_out.resolve() == spec.path.resolve():
+            raise InputError(f"{cleaned_out}: refusing to overwrite an input file")
+        if cleaned_out.exists() and not overwrite:
+            raise InputError(f"{cleaned_out}: cleaned image exists; pass --overwrite to "
+                             "replace it")
+        clean_classes = _clean_classes(predictor)
     if fingerprint is None:
-        fingerprint = options_fingerprint(predictor, mode=mode, thresholds=thresholds, aux=aux)
+        fingerprint = options_fingerprint(predictor, mode=mode, thresholds=thresholds, aux=aux,
+                                          clean=clean)
     written: list[Path] = []
     try:
         return _predict_images(spec, images, predictor, out, mode=mode, thresholds=thresholds,
                                overwrite=overwrite, pngs=pngs if preview else {},
-                               written=written, progress=progress, fingerprint=fingerprint)
+                               written=written, progress=progress, fingerprint=fingerprint,
+                               compress=compress, cleaned_out=cleaned_out,
+                               clean_classes=clean_classes if clean else ())
     except BaseException:
-        for png in written:  # no preview without its mask
+        for png in written:  # no preview or cleaned image without its mask
             png.unlink(missing_ok=True)
         raise
 
 
+def _clean_classes(predictor) -> list[str]:
+    from mmx.inpaint import CLEAN_CLASSES
+
+    have = [c.abbr for c in predictor.classes]
+    chosen = [a for a in CLEAN_CLASSES if a in have]
+    if not chosen:
+        raise ConfigError(f"--clean replaces pixels of {', '.join(CLEAN_CLASSES)}, none of "
+                          f"which is an output class ({', '.join(have)}); add some to "
+                          "--classes")
+    return chosen
+
+
+def _image_hdu(header: fits.Header, data: np.ndarray, *, primary: bool, compress: bool):
+    """An image HDU of ``data``; ``BSCALE``/``BZERO`` set after, so the data stay raw."""
+    scaling = [(k, header[k], header.comments[k]) for k in ("BSCALE", "BZERO") if k in header]
+    header = header.copy()
+    for key, _, _ in scaling:
+        header.remove(key)
+    if compress:
+        kind = "PLIO_1" if data.ndim == 2 and data.dtype.kind == "i" else "GZIP_2"
+        for key in ("SIMPLE", "EXTEND"):
+            header.remove(key, ignore_missing=True)
+        hdu = fits.CompImageHDU(data=data, header=header, compression_type=kind,
+                                quantize_level=0.0 if data.dtype.kind == "f" else 16.0)
+    else:
+        hdu = (fits.PrimaryHDU if primary else fits.ImageHDU)(data=data, header=header)
+    for key, value, comment in scaling:
+        hdu.header[key] = (value, comment)
+    return hdu
+
+
 def _predict_images(spec, images, predictor, out, *, mode, thresholds, overwrite, pngs,
-                    written, progress, fingerprint) -> Path:
+                    written, progress, fingerprint, compress=False, cleaned_out=None,
+                    clean_classes=()) -> Path:
     from tqdm.auto import tqdm
+
+    from mmx.saturation import flag_saturated, saturation_level
 
     prov = predictor.provenance()
     base_cards = provenance_cards(prov, mode=mode) + [
         ("MMXFPRNT", fingerprint, "digest of model and options (--skip-existing)")]
     masks: dict[int, tuple[fits.Header, np.ndarray]] = {}
+    cleaned: dict[int, tuple[fits.Header, np.ndarray]] = {}
     for image in images:
         n_tiles = len(predictor.plan(image.data.shape))
         with tqdm(total=n_tiles, desc=f"{image}", unit="tile", leave=False, disable=None
@@ -447,52 +528,82 @@ def _predict_images(spec, images, predictor, out, *, mode, thresholds, overwrite
             with np.errstate(over="ignore", invalid="ignore"):  # absurd pixel values
                 writer = predictor.predict(image.data, mode=mode, thresholds=thresholds,
                                            progress=bar)
+        level = saturation_level(image.header)
+        if level is not None:
+            flag_saturated(writer, image.data, level)
         cards = base_cards + writer.header_cards() + [
             ("MMXINPUT", spec.path.name, "input file"),
             ("MMXHDU", image.index, "input HDU (0-based)"),
         ]
         header = _mask_header(image.header, cards)
+        if writer.array.ndim == 3 and any(k.startswith("CTYPE") for k in header):
+            header["WCSAXES"] = (2, "the WCS describes the two image axes")
         _note_dropped(header, image.dropped)
         masks[image.index] = (header, writer.array)
+        if cleaned_out is not None:
+            from mmx.inpaint import inpaint
+
+            planes = writer.binary_planes()
+            bad = np.zeros(image.data.shape, dtype=bool)
+            for abbr in clean_classes:
+                bad |= planes[abbr]
+            clean_header = _mask_header(image.header, base_cards + [
+                                            ("MMXINPUT", spec.path.name, "input file"),
+                                           ("MMXHDU", image.index, "input HDU (0-based)"),
+                                           ("MMXCLEAN", ",".join(clean_classes),
+                                            "classes inpainted (median of good neighbours)")])
+            if "BUNIT" in image.header:
+                clean_header["BUNIT"] = image.header["BUNIT"]
+            cleaned[image.index] = (clean_header, inpaint(image.data, bad))
         if image.index in pngs:
             from mmx.preview import render_preview
 
             written.append(render_preview(image.data, writer.binary_planes(), pngs[image.index],
                                           nodata=image.bad, title=f"{image}"))
         image.data = None  # the input pixels are no longer needed
-    hdus: list = []
     with open_fits(spec.path) as hdul:
-        only = images[0].index if spec.selected else None
-        indices = [only] if only is not None else range(len(hdul))
-        if only not in (None, 0):  # the file's primary header, without its data
-            primary_header, dropped = _clean(hdul[0], spec.path, 0)
-            hdus.append(fits.PrimaryHDU(header=_mask_header(primary_header, [])))
-            _note_dropped(hdus[0].header, dropped)
-        for index in indices:
-            primary = not hdus
-            if index in masks:
-                header, data = masks.pop(index)
-                cls = fits.PrimaryHDU if primary else fits.ImageHDU
-                scaling = [(k, header[k], header.comments[k]) for k in ("BSCALE", "BZERO")
-                           if k in header]
-                for key, _, _ in scaling:
-                    header.remove(key)
-                hdu = cls(data=data, header=header)
-                for key, value, comment in scaling:  # set after: astropy then keeps raw data
-                    hdu.header[key] = (value, comment)
-            else:
-                hdu = _copy_hdu_safely(hdul[index], spec.path, index, primary=primary)
-            hdus.append(hdu)
-        if not isinstance(hdus[0], fits.PrimaryHDU):
-            hdus.insert(0, fits.PrimaryHDU())
-        for key, value, comment in base_cards:
-            hdus[0].header[key] = (value, _fit_comment(key, value, comment))
-        hdus[0].header["MMXINPUT"] = (spec.path.name, "input file")
-        with warnings.catch_warnings():  # non-standard cards carried from the input
-            warnings.simplefilter("ignore", VerifyWarning)  # are fixed silently
-            write_fits_atomic(fits.HDUList(hdus), out, overwrite=overwrite, protect=[spec.path])
+        if cleaned_out is not None:
+            clean_hdus = _output_hdus(spec, hdul, images, cleaned, base_cards, compress=False)
+            _write(clean_hdus, cleaned_out, overwrite=overwrite, spec=spec)
+            written.append(cleaned_out)
+        hdus = _output_hdus(spec, hdul, images, masks, base_cards, compress=compress)
+        _write(hdus, out, overwrite=overwrite, spec=spec)
     log.info("%s -> %s (%d image HDU(s))", spec, out, len(images))
     return out
+
+
+def _output_hdus(spec, hdul, images, arrays, base_cards, *, compress: bool) -> list:
+    """HDU ``i`` answers input HDU ``i``: ``arrays`` where given, else a copy."""
+    hdus: list = []
+    only = images[0].index if spec.selected else None
+    indices = [only] if only is not None else range(len(hdul))
+    if only not in (None, 0):  # the file's primary header, without its data
+        primary_header, dropped = _clean(hdul[0], spec.path, 0)
+        hdus.append(fits.PrimaryHDU(header=_mask_header(primary_header, [])))
+        _note_dropped(hdus[0].header, dropped)
+    for index in indices:
+        primary = not hdus
+        if index in arrays:
+            header, data = arrays.pop(index)
+            if primary and compress:  # compressed images are extensions
+                hdus.append(fits.PrimaryHDU())
+                primary = False
+            hdu = _image_hdu(header, data, primary=primary, compress=compress)
+        else:
+            hdu = _copy_hdu_safely(hdul[index], spec.path, index, primary=primary)
+        hdus.append(hdu)
+    if not isinstance(hdus[0], fits.PrimaryHDU):
+        hdus.insert(0, fits.PrimaryHDU())
+    for key, value, comment in base_cards:
+        hdus[0].header[key] = (value, _fit_comment(key, value, comment))
+    hdus[0].header["MMXINPUT"] = (spec.path.name, "input file")
+    return hdus
+
+
+def _write(hdus: list, path: Path, *, overwrite: bool, spec) -> None:
+    with warnings.catch_warnings():  # non-standard cards carried from the input
+        warnings.simplefilter("ignore", VerifyWarning)  # are fixed silently
+        write_fits_atomic(fits.HDUList(hdus), path, overwrite=overwrite, protect=[spec.path])
 
 
 def _note_dropped(header: fits.Header, dropped: list[str]) -> None:
@@ -570,7 +681,8 @@ def run_one(spec: InputSpec, predictor, options: MaskOptions, *, fingerprint: st
         result.output = predict_file(
             spec, predictor, mode=options.mode, thresholds=dict(options.thresholds),
             out_dir=options.out_dir, overwrite=options.overwrite, preview=options.preview,
-            progress=progress, aux=options.aux, fingerprint=fingerprint)
+            progress=progress, aux=options.aux, fingerprint=fingerprint,
+            compress=options.compress, clean=options.clean)
         result.status = "ok"
     except MmxError as exc:
         result.error, result.status = str(exc), "failed"
@@ -683,6 +795,8 @@ def predict_files(
     aux: bool = False,
     log_path: str | Path | None | bool = None,
     executor=None,
+    compress: bool = False,
+    clean: bool = False,
 ) -> PredictReport:
     """Mask many inputs; a bad input is reported and skipped, the others still processed.
 
@@ -708,6 +822,8 @@ def predict_files(
     log_path : path, bool or None
         The run log (JSON lines); None: :func:`default_log_path` (none when no input could
         be expanded and there is no ``out_dir``); False: no log.
+    compress, clean : bool
+        Tile-compressed masks; cleaned images too (:func:`predict_file`).
     executor : object, optional
         Runs the files elsewhere: something with ``run(specs, predictor, options,
         fingerprint)`` yielding :class:`FileResult` as they finish
@@ -728,7 +844,10 @@ def predict_files(
     make_writer(mode, (1, 1), predictor.classes, thresholds=thresholds)  # validate early
     check_class_options([c.abbr for c in predictor.classes], thresholds=thresholds)
     options = MaskOptions.make(mode=mode, thresholds=thresholds, out_dir=out_dir,
-                               overwrite=overwrite, preview=preview, aux=aux)
+                               overwrite=overwrite, preview=preview, aux=aux,
+                               compress=compress, clean=clean)
+    if clean:
+        _clean_classes(predictor)  # refused before anything runs
     order: list[str] = []  # report order: each argument's files, then its bad entries
     bad_entries: list[tuple[str, str]] = []
     specs: list[InputSpec] = []
@@ -740,7 +859,8 @@ def predict_files(
         order.extend([str(s) for s in found] + [entry for entry, _ in errors])
     order = list(dict.fromkeys(order))
     specs, outputs = _dedupe_and_check(specs, out_dir)
-    fingerprint = options_fingerprint(predictor, mode=mode, thresholds=thresholds, aux=aux)
+    fingerprint = options_fingerprint(predictor, mode=mode, thresholds=thresholds, aux=aux,
+                                      clean=clean)
     if log_path is None:  # no log when nothing could be run: its errors are on stderr
         log_path = default_log_path(outputs, out_dir) if specs or out_dir else False
     run_log = _RunLog(Path(log_path) if log_path else None, on_error)

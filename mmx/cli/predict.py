@@ -113,6 +113,16 @@ def predict_command(
     threads: Annotated[int | None, typer.Option(
         "--threads", min=1, help="CPU threads (default: torch's choice, the physical "
                                  "cores)")] = None,
+    device: Annotated[str, typer.Option(
+        "--device", help="Where the network runs: auto (a CUDA GPU when torch sees one, else "
+                         "the CPU), cpu, cuda or cuda:N.")] = "auto",
+    compress: Annotated[bool, typer.Option(
+        "--compress", help="Tile-compress the masks (PLIO_1 for the bit mask, lossless "
+                           "GZIP_2 for planes); a primary image's mask goes to HDU 1.")] = False,
+    clean: Annotated[bool, typer.Option(
+        "--clean", help="Also write <name>.clean.fits: the image with cosmic rays, hot "
+                        "pixels, hot/dead columns and trails (CR, HP, HCL, DCL, TRL) replaced "
+                        "by the median of good neighbours.")] = False,
     precision: Annotated[str, typer.Option(
         "--precision", help="Convolution arithmetic: auto (bfloat16 where the CPU has it), "
                             "float32 or bfloat16.")] = "auto",
@@ -157,6 +167,9 @@ def predict_command(
         raise fail(f"--prior ({', '.join(priors)}) and --no-prior exclude each other")
     if mode is _Mode.bitmask and all(c == "BG" for c in chosen):
         raise fail("BG has no bit in the MaxiMask bit mask; use --mode binary or prob")
+    if device.strip().lower() not in ("auto", "cpu") and (jobs or scheduler):
+        raise fail(f"--device {device} with --jobs/--scheduler: Dask workers run on their "
+                   "CPUs; expected --device cpu or auto there, or no --jobs/--scheduler")
     if jobs is not None and scheduler is not None:
         raise fail("--jobs and --scheduler exclude each other: --jobs starts a local cluster, "
                    "--scheduler uses an existing one")
@@ -173,7 +186,8 @@ def predict_command(
     if jobs is not None and threads is None:
         local_threads = 1  # the client's predictor only resolves settings; workers compute
     predictor = Predictor(package, classes=chosen, priors=priors, apply_priors=not no_prior,
-                          batch_size=batch_size, threads=local_threads, precision=precision)
+                          batch_size=batch_size, threads=local_threads, precision=precision,
+                          device=device)
 
     def report(item: str, message: str) -> None:
         typer.echo(f"mmx: error: {message}", err=True)
@@ -182,7 +196,8 @@ def predict_command(
     start = time.perf_counter()
     options = dict(mode=mode.value, thresholds=thresholds, out_dir=out_dir, overwrite=overwrite,
                    preview=preview, on_error=report, on_result=progress,
-                   skip_existing=skip_existing, aux=all_hdus, log_path=log)
+                   skip_existing=skip_existing, aux=all_hdus, log_path=log, compress=compress,
+                   clean=clean)
     previous = None
     with contextlib.suppress(ValueError):  # not in the main thread: keep the default
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # finally blocks run
