@@ -17,11 +17,12 @@ from mmx.display import asinh_stretch, save_png
 
 __all__ = ["CLASS_COLORS", "NODATA_COLOR", "render_preview"]
 
-#: overlay colour of each class (distinct hues; BG, almost everywhere, is faint grey)
+#: overlay colour of each class: Trubetskoy's 20 distinct colours, none white (SAT sits on
+#: white star cores), NEB and BBG far apart; BG, almost everywhere, is not drawn
 CLASS_COLORS: dict[str, str] = {
-    "CR": "#ff1f1f", "HCL": "#ff9f1f", "DCL": "#8f5f00", "HP": "#ffff3f", "DP": "#7f3fbf",
-    "P": "#ff5fdf", "TRL": "#1fdf1f", "FR": "#3fdfdf", "NEB": "#3f7fff", "SAT": "#ffffff",
-    "SP": "#bfff7f", "OV": "#9f9f9f", "BBG": "#1f3faf", "BG": "#404040",
+    "CR": "#e6194b", "HCL": "#f58231", "DCL": "#9a6324", "HP": "#ffe119", "DP": "#911eb4",
+    "P": "#f032e6", "TRL": "#3cb44b", "FR": "#469990", "NEB": "#4363d8", "SAT": "#42d4f4",
+    "SP": "#bfef45", "OV": "#a9a9a9", "BBG": "#808000", "BG": "#404040",
 }
 NODATA_COLOR = "#000000"  #: colour of pixels with no valid input value
 _ALPHA = 0.65
