@@ -101,7 +101,7 @@ def import_command(
     alias: Annotated[str | None, typer.Option(help="Alias to give the new version.")] = None,
     tracking_uri: TrackingUri = None,
 ) -> None:
-    """Register a model folder (e.g. one trained elsewhere) as a new version."""
+    """Register a model folder, one trained elsewhere for instance, as a new version."""
     from mmx.registry import promote, register_package
 
     info = register_package(folder, name=name, tracking_uri=tracking_uri)
