@@ -211,8 +211,9 @@ def assemble_frames(
             image[sl] = samples[i].image
             labels[sl] = samples[i].labels
             ignore[sl] = samples[i].ignore
-        # a file name every tool takes literally: no "[N]" (read as an HDU selector), no "/"
-        name = re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(str(k) for k in key))
+        # a file name every tool takes literally: no "[N]" (an HDU selector), no "/", no
+        # ".fits" inside (MaxiMask names its output by replacing every ".fits")
+        name = re.sub(r"[^A-Za-z0-9_-]+", "_", "-".join(str(k) for k in key))
         frames.append(TestFrame(
             name=name, image=image, labels=labels, ignore=ignore, members=list(members),
             record={

@@ -120,9 +120,9 @@ def test_saturation_plateau(rng):
 
 def test_frame_names_are_plain_file_names(rng):
     # exposure names of real frames carry HDU selectors and paths: MaxiMask would read
-    # "x.fits[0]" as HDU 0 of x.fits and write its mask under another name
+    # "x.fits[0]" as HDU 0 of x.fits, and name its output by replacing every ".fits"
     samples = [_cutout(rng, 1, x0=0, y0=0), _cutout(rng, 2, x0=8, y0=0)]
     for s in samples:
         s.record["exposure"] = "/work/data/real/x.fits[0]"
     (f,) = assemble_frames(samples, rng=rng)
-    assert f.name == "CAM-_work_data_real_x.fits_0_-c1"
+    assert f.name == "CAM-_work_data_real_x_fits_0_-c1"
