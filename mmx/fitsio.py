@@ -53,6 +53,9 @@ __all__ = [
     "parse_input",
     "expand_inputs",
     "read_images",
+    "image_indices",
+    "read_image",
+    "release_data",
     "open_fits",
     "is_image_hdu",
     "is_auxiliary_hdu",
@@ -60,6 +63,7 @@ __all__ = [
     "hdu_label",
     "check_declared_size",
     "write_fits_atomic",
+    "AtomicFitsWriter",
     "describe_os_error",
 ]
 
@@ -529,27 +533,70 @@ def _select_index(spec: InputSpec, hdul: fits.HDUList) -> int:
     return matches[0]
 
 
-def _iter_images(spec: InputSpec, hdul: fits.HDUList, *, aux: bool) -> Iterator[FitsImage]:
+def release_data(hdu) -> None:
+    """Drop the pixels astropy cached on an HDU of an open file (read again if used again)."""
+    with contextlib.suppress(AttributeError, KeyError):
+        del hdu.data
+
+
+@contextlib.contextmanager
+def _reading(spec: InputSpec) -> Iterator[None]:
+    try:
+        yield
+    except InputError:
+        raise
+    except Exception as exc:  # astropy raises many types on damaged files
+        raise InputError(f"{spec}: cannot read image data ({_reason(exc)}); expected "
+                         "a valid FITS image") from None
+
+
+def image_indices(spec: InputSpec, hdul: fits.HDUList, *, aux: bool = False) -> list[int]:
+    """Indices of the HDUs of an open file that are masked (the one a selector names).
+
+    Pixels looked at on the way are released again (:func:`release_data`), so planning a
+    file of many CCDs holds none of them.
+
+    Parameters
+    ----------
+    spec : InputSpec
+        The file, optionally with ``[N]``, ``[NAME]`` or ``[NAME,VER]``.
+    hdul : astropy.io.fits.HDUList
+        The file, open (:func:`open_fits`).
+    aux : bool
+        Also mask data-quality, error, variance and weight planes (:data:`AUX_EXTNAMES`).
+
+    Raises
+    ------
+    InputError
+        As :func:`read_images`, for everything but unreadable pixels.
+    """
+    with _reading(spec):
+        return _image_indices(spec, hdul, aux=aux)
+
+
+def _image_indices(spec: InputSpec, hdul: fits.HDUList, *, aux: bool) -> list[int]:
     path = spec.path
     if spec.selected:
         index = _select_index(spec, hdul)
         hdu = hdul[index]
-        if not is_image_hdu(hdu):
+        image = is_image_hdu(hdu)
+        release_data(hdu)
+        if not image:
             kind = type(hdu).__name__
             naxis = hdu.header.get("NAXIS", 0)
             raise InputError(f"{spec}: HDU {index} is not a 2-D image with data "
                              f"({kind}, NAXIS={naxis}); expected a 2-D image HDU")
-        yield _read_image(spec, hdul, index)
-        return
-    found = False
+        return [index]
+    found: list[int] = []
     skipped = []
     for index, hdu in enumerate(hdul):
-        if is_image_hdu(hdu):
+        image = is_image_hdu(hdu)
+        release_data(hdu)
+        if image:
             if is_auxiliary_hdu(hdu) and not aux:
                 skipped.append(hdu_label(path, index, hdu))
                 continue
-            found = True
-            yield _read_image(spec, hdul, index)
+            found.append(index)
     if not found:
         kinds = ", ".join(f"{i}:{type(h).__name__}(NAXIS={h.header.get('NAXIS', 0)})"
                           for i, h in enumerate(hdul))
@@ -557,6 +604,22 @@ def _iter_images(spec: InputSpec, hdul: fits.HDUList, *, aux: bool) -> Iterator[
                  "selected, e.g. file.fits[DQ]") if skipped else ""
         raise InputError(f"{path}: no 2-D image HDU with data (HDUs: {kinds}); expected at "
                          f"least one 2-D image{extra}")
+    return found
+
+
+def read_image(spec: InputSpec, hdul: fits.HDUList, index: int) -> FitsImage:
+    """Read HDU ``index`` of an open file as a :class:`FitsImage`; its cache is released.
+
+    Raises
+    ------
+    InputError
+        If the HDU holds no readable 2-D image; the message names the file and HDU.
+    """
+    with _reading(spec):
+        try:
+            return _read_image(spec, hdul, index)
+        finally:
+            release_data(hdul[index])  # the image holds its own float32 copy
 
 
 def read_images(spec: InputSpec | str | Path, *, aux: bool = False) -> list[FitsImage]:
@@ -580,13 +643,7 @@ def read_images(spec: InputSpec | str | Path, *, aux: bool = False) -> list[Fits
     if not isinstance(spec, InputSpec):
         spec = parse_input(spec)
     with open_fits(spec.path) as hdul:
-        try:
-            return list(_iter_images(spec, hdul, aux=aux))
-        except InputError:
-            raise
-        except Exception as exc:  # astropy raises many types on damaged files
-            raise InputError(f"{spec}: cannot read image data ({_reason(exc)}); expected "
-                             "a valid FITS image") from None
+        return [read_image(spec, hdul, i) for i in image_indices(spec, hdul, aux=aux)]
 
 
 def _os_error_in(exc: BaseException | None) -> OSError | None:
@@ -622,6 +679,145 @@ def _sweep_stale_parts(folder: Path, name: str) -> None:
             continue
 
 
+class _Sink:
+    """A plain writable stream: astropy writes one HDU into it as into a new file."""
+
+    def __init__(self, handle) -> None:
+        self._handle = handle
+
+    def write(self, data) -> int:
+        return self._handle.write(data)
+
+    def tell(self) -> int:
+        return self._handle.tell()
+
+    def flush(self) -> None:
+        self._handle.flush()
+
+
+class AtomicFitsWriter:
+    """Write a FITS file one HDU at a time; the file appears only when complete.
+
+    HDUs go to a temporary file in the destination's folder,
+    ``.<name>.<host>-<pid>.<random>.part``, which :meth:`commit` syncs and renames over
+    the destination. Leaving the ``with`` block without :meth:`commit` (an error, an
+    interrupt) removes it: a reader never sees a partial file, whatever happens part-way,
+    and only the HDU being appended is in memory. A temporary file left by a process
+    killed with SIGKILL is removed by the next write of the same output on that host.
+    The bytes are those :meth:`astropy.io.fits.HDUList.writeto` writes for the same HDUs
+    with ``output_verify="fix+ignore"`` (an empty primary HDU first if the first is an
+    extension, ``EXTEND`` set when extensions follow).
+
+    Parameters
+    ----------
+    path : str or Path
+        Destination.
+    overwrite : bool
+        Replace an existing destination; without it an existing file is an error.
+    protect : iterable of path
+        Input files that must never be replaced, even with ``overwrite``.
+
+    Raises
+    ------
+    InputError
+        If ``path`` is one of ``protect``, exists and ``overwrite`` is false, or cannot be
+        written (here, in :meth:`append` or :meth:`commit`; the message says why: no space,
+        permissions, read-only file system); nothing is left behind.
+    """
+
+    def __init__(self, path: str | Path, *, overwrite: bool = False,
+                 protect: Iterable[str | Path] = ()) -> None:
+        self.path = path = Path(path)
+        self._tmp: Path | None = None
+        self._handle = None
+        self._pending = None  # the primary, written once it is known if extensions follow
+        self._count = 0
+        target = path.resolve()
+        for other in protect:
+            if Path(other).resolve() == target:
+                raise InputError(f"{path}: refusing to overwrite an input file; choose another "
+                                 "output name or folder")
+        if path.exists() and not overwrite:
+            raise InputError(f"{path}: output exists; pass --overwrite to replace it")
+        with self._failing():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _sweep_stale_parts(path.parent, path.name)
+            prefix = f".{path.name}.{socket.gethostname()}-{os.getpid()}."
+            fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=_PART, dir=path.parent)
+            self._tmp = Path(tmp_name)
+            self._handle = os.fdopen(fd, "wb")
+
+    def __enter__(self) -> AtomicFitsWriter:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.discard()
+
+    def append(self, hdu) -> None:
+        """Write the next HDU (its data may be dropped by the caller afterwards)."""
+        if self._handle is None:
+            raise ValueError(f"{self.path}: writer is already committed or discarded")
+        with self._failing():
+            if self._count == 0 and self._pending is None:
+                if isinstance(hdu, fits.PrimaryHDU):
+                    self._pending = hdu
+                    return
+                self._pending = fits.PrimaryHDU()
+            if self._pending is not None:
+                fits.HDUList([self._pending, hdu]).update_extend()
+                self._write(self._pending)
+                self._pending = None
+            self._write(hdu)
+
+    def commit(self) -> Path:
+        """Finish the file and rename it to its destination."""
+        if self._handle is None:
+            raise ValueError(f"{self.path}: writer is already committed or discarded")
+        with self._failing():
+            if self._pending is not None:
+                self._write(self._pending)
+                self._pending = None
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+            self._handle = None
+            os.chmod(self._tmp, 0o644)
+            os.replace(self._tmp, self.path)
+            self._tmp = None
+        return self.path
+
+    def discard(self) -> None:
+        """Remove the temporary file (nothing once committed)."""
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                self._handle.close()
+            self._handle = None
+        if self._tmp is not None:
+            with contextlib.suppress(OSError):
+                self._tmp.unlink(missing_ok=True)
+            self._tmp = None
+
+    def _write(self, hdu) -> None:
+        with _quiet_astropy():
+            hdu.verify("fix+ignore")
+            fits.HDUList([hdu]).writeto(_Sink(self._handle), output_verify="ignore",
+                                        checksum=False)
+        self._count += 1
+
+    @contextlib.contextmanager
+    def _failing(self) -> Iterator[None]:
+        """On any failure remove the temporary file; a write error becomes one InputError."""
+        try:
+            yield
+        except BaseException as exc:
+            self.discard()
+            cause = _os_error_in(exc) if isinstance(exc, Exception) else None
+            if cause is None or isinstance(exc, InputError):
+                raise
+            raise InputError(f"{self.path}: cannot write ({describe_os_error(cause)}); nothing "
+                             "was left behind") from None
+
+
 def write_fits_atomic(
     hdul: fits.HDUList,
     path: str | Path,
@@ -632,9 +828,8 @@ def write_fits_atomic(
     """Write ``hdul`` to ``path`` through a temporary file in the same folder, then rename.
 
     A reader never sees a partial file: an interrupted or failed write (no space left, a
-    vanished folder, SIGTERM) leaves only the old file (or nothing) behind. The temporary
-    file is ``.<name>.<host>-<pid>.<random>.part``; one left by a process killed with
-    SIGKILL is removed by the next write of the same output on that host.
+    vanished folder, SIGTERM) leaves only the old file (or nothing) behind
+    (:class:`AtomicFitsWriter`, which writes a file one HDU at a time).
 
     Parameters
     ----------
@@ -653,40 +848,7 @@ def write_fits_atomic(
         If ``path`` is one of ``protect``, exists and ``overwrite`` is false, or cannot be
         written (the message says why: no space, permissions, read-only file system).
     """
-    path = Path(path)
-    target = path.resolve()
-    for other in protect:
-        if Path(other).resolve() == target:
-            raise InputError(f"{path}: refusing to overwrite an input file; choose another "
-                             "output name or folder")
-    if path.exists() and not overwrite:
-        raise InputError(f"{path}: output exists; pass --overwrite to replace it")
-    tmp: Path | None = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _sweep_stale_parts(path.parent, path.name)
-        prefix = f".{path.name}.{socket.gethostname()}-{os.getpid()}."
-        fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=_PART, dir=path.parent)
-        tmp = Path(tmp_name)
-        with os.fdopen(fd, "wb") as handle:
-            with _quiet_astropy():
-                hdul.writeto(handle, output_verify="fix+ignore", checksum=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except Exception as exc:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-        cause = _os_error_in(exc)  # astropy may hide a failed write behind its own error
-        if cause is None:
-            raise
-        raise InputError(f"{path}: cannot write ({describe_os_error(cause)}); nothing was "
-                         "left behind") from None
-    except BaseException:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-        raise
-    return path
+    with AtomicFitsWriter(path, overwrite=overwrite, protect=protect) as writer:
+        for hdu in hdul:
+            writer.append(hdu)
+        return writer.commit()

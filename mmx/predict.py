@@ -5,9 +5,10 @@ Output file
 ``<name>.mask.fits`` next to the input (or in ``out_dir``), where ``<name>`` is the input's
 file name without ``.fits``/``.fit``/``.fts`` and ``.fz``/``.gz``; an input selected as
 ``file.fits[N]`` gives ``<name>.hdu<N>.mask.fits``, ``file.fits[SCI,2]`` gives
-``<name>.SCI_2.mask.fits``. Outputs are written atomically
-(:func:`mmx.fitsio.write_fits_atomic`), never over an input, and over an existing output
-only with ``overwrite``; with ``skip_existing`` an existing mask made by the same model and
+``<name>.SCI_2.mask.fits``. Outputs are written one HDU at a time and atomically
+(:class:`mmx.fitsio.AtomicFitsWriter`: memory holds one image whatever the number of
+HDUs, and the file appears only when complete), never over an input, and over an existing
+output only with ``overwrite``; with ``skip_existing`` an existing mask made by the same model and
 options (its ``MMXFPRNT`` key) is kept and the input skipped, so a crashed batch resumes.
 Two inputs that would write one output file are refused before anything runs.
 
@@ -78,15 +79,17 @@ from mmx.errors import ConfigError, InputError, MmxError
 from mmx.fitsio import (
     FITS_SUFFIXES,
     MASK_SUFFIX,
+    AtomicFitsWriter,
     InputSpec,
     check_declared_size,
     clean_header,
     expand_inputs,
     hdu_label,
+    image_indices,
     open_fits,
     parse_input,
-    read_images,
-    write_fits_atomic,
+    read_image,
+    release_data,
 )
 from mmx.masks import OutputMode, make_writer
 
@@ -448,34 +451,36 @@ def predict_file(
     if out.exists() and not overwrite:
         raise InputError(f"{out}: output exists; pass --overwrite to replace it or "
                          "--skip-existing to keep it")
-    images = read_images(spec, aux=aux)
-    several = len(images) > 1  # a selection already has its HDU in its name
-    pngs = {im.index: preview_path(out, im.index if several else None) for im in images}
-    for png in pngs.values() if preview else ():
-        if png.exists() and not overwrite:
-            raise InputError(f"{png}: preview exists; pass --overwrite to replace it")
-    cleaned_out = clean_path(out) if clean else None
-    if cleaned_out is not None:
-        if cleaned_out.resolve() == spec.path.resolve():
-            raise InputError(f"{cleaned_out}: refusing to overwrite an input file")
-        if cleaned_out.exists() and not overwrite:
-            raise InputError(f"{cleaned_out}: cleaned image exists; pass --overwrite to "
-                             "replace it")
-        clean_classes = _clean_classes(predictor)
-    if fingerprint is None:
-        fingerprint = options_fingerprint(predictor, mode=mode, thresholds=thresholds, aux=aux,
-                                          clean=clean)
-    written: list[Path] = []
-    try:
-        return _predict_images(spec, images, predictor, out, mode=mode, thresholds=thresholds,
-                               overwrite=overwrite, pngs=pngs if preview else {},
-                               written=written, progress=progress, fingerprint=fingerprint,
-                               compress=compress, cleaned_out=cleaned_out,
-                               clean_classes=clean_classes if clean else ())
-    except BaseException:
-        for png in written:  # no preview or cleaned image without its mask
-            png.unlink(missing_ok=True)
-        raise
+    with open_fits(spec.path) as hdul:
+        indices = image_indices(spec, hdul, aux=aux)
+        several = len(indices) > 1  # a selection already has its HDU in its name
+        pngs = {i: preview_path(out, i if several else None) for i in indices}
+        for png in pngs.values() if preview else ():
+            if png.exists() and not overwrite:
+                raise InputError(f"{png}: preview exists; pass --overwrite to replace it")
+        cleaned_out = clean_path(out) if clean else None
+        if cleaned_out is not None:
+            if cleaned_out.resolve() == spec.path.resolve():
+                raise InputError(f"{cleaned_out}: refusing to overwrite an input file")
+            if cleaned_out.exists() and not overwrite:
+                raise InputError(f"{cleaned_out}: cleaned image exists; pass --overwrite to "
+                                 "replace it")
+            clean_classes = _clean_classes(predictor)
+        if fingerprint is None:
+            fingerprint = options_fingerprint(predictor, mode=mode, thresholds=thresholds,
+                                              aux=aux, clean=clean)
+        written: list[Path] = []
+        try:
+            return _predict_hdus(spec, hdul, indices, predictor, out, mode=mode,
+                                 thresholds=thresholds, overwrite=overwrite,
+                                 pngs=pngs if preview else {}, written=written,
+                                 progress=progress, fingerprint=fingerprint,
+                                 compress=compress, cleaned_out=cleaned_out,
+                                 clean_classes=clean_classes if clean else ())
+        except BaseException:
+            for png in written:  # no preview or cleaned image without its mask
+                png.unlink(missing_ok=True)
+            raise
 
 
 def _clean_classes(predictor) -> list[str]:
@@ -509,101 +514,138 @@ def _image_hdu(header: fits.Header, data: np.ndarray, *, primary: bool, compress
     return hdu
 
 
-def _predict_images(spec, images, predictor, out, *, mode, thresholds, overwrite, pngs,
-                    written, progress, fingerprint, compress=False, cleaned_out=None,
-                    clean_classes=()) -> Path:
+def _predict_hdus(spec, hdul, indices, predictor, out, *, mode, thresholds, overwrite, pngs,
+                  written, progress, fingerprint, compress=False, cleaned_out=None,
+                  clean_classes=()) -> Path:
+    """Mask HDUs ``indices`` of the open file ``hdul``, one HDU at a time.
+
+    Each output HDU is appended to its file as soon as it is made and its pixels dropped,
+    so memory holds one image and its mask whatever the number of HDUs; the files appear
+    only when complete (:class:`~mmx.fitsio.AtomicFitsWriter`), the cleaned image first.
+    """
+    prov = predictor.provenance()
+    base_cards = provenance_cards(prov, mode=mode) + [
+        ("MMXFPRNT", fingerprint, "digest of model and options (--skip-existing)")]
+    with contextlib.ExitStack() as stack:
+        masks = _Output(stack.enter_context(
+            AtomicFitsWriter(out, overwrite=overwrite, protect=[spec.path])),
+            spec, base_cards, compress=compress)
+        cleans = None if cleaned_out is None else _Output(stack.enter_context(
+            AtomicFitsWriter(cleaned_out, overwrite=overwrite, protect=[spec.path])),
+            spec, base_cards, compress=False)
+        outputs = [o for o in (masks, cleans) if o is not None]
+        if spec.selected and indices[0] != 0:  # the file's primary header, without its data
+            for output in outputs:
+                output.add_primary_header(hdul[0])
+        for index in indices if spec.selected else range(len(hdul)):
+            if index not in indices:
+                for output in outputs:
+                    output.add_copy(hdul[index], index)
+                release_data(hdul[index])
+                continue
+            mask, cleaned = _mask_image(read_image(spec, hdul, index), predictor, spec,
+                                        mode=mode, thresholds=thresholds, progress=progress,
+                                        base_cards=base_cards, png=pngs.get(index),
+                                        written=written, clean_classes=clean_classes
+                                        if cleans is not None else ())
+            masks.add_image(*mask)
+            if cleans is not None:
+                cleans.add_image(*cleaned)
+            del mask, cleaned  # the next HDU starts from an empty slate
+        if cleans is not None:
+            written.append(cleans.writer.commit())
+        masks.writer.commit()
+    log.info("%s -> %s (%d image HDU(s))", spec, out, len(indices))
+    return out
+
+
+def _mask_image(image, predictor, spec, *, mode, thresholds, progress, base_cards, png,
+                written, clean_classes) -> tuple[tuple, tuple | None]:
+    """Mask one image: ``(header, mask)`` and, with ``clean_classes``, ``(header, cleaned)``."""
     from tqdm.auto import tqdm
 
     from mmx.saturation import flag_saturated, saturation_level
 
-    prov = predictor.provenance()
-    base_cards = provenance_cards(prov, mode=mode) + [
-        ("MMXFPRNT", fingerprint, "digest of model and options (--skip-existing)")]
-    masks: dict[int, tuple[fits.Header, np.ndarray]] = {}
-    cleaned: dict[int, tuple[fits.Header, np.ndarray]] = {}
-    for image in images:
-        n_tiles = len(predictor.plan(image.data.shape))
-        with tqdm(total=n_tiles, desc=f"{image}", unit="tile", leave=False, disable=None
-                  if progress else True, position=1) as bar:
-            with np.errstate(over="ignore", invalid="ignore"):  # absurd pixel values
-                writer = predictor.predict(image.data, mode=mode, thresholds=thresholds,
-                                           progress=bar)
-        level = saturation_level(image.header)
-        if level is not None:
-            flag_saturated(writer, image.data, level)
-        cards = base_cards + writer.header_cards() + [
-            ("MMXINPUT", spec.path.name, "input file"),
-            ("MMXHDU", image.index, "input HDU (0-based)"),
-        ]
-        header = _mask_header(image.header, cards)
-        if writer.array.ndim == 3 and any(k.startswith("CTYPE") for k in header):
-            header["WCSAXES"] = (2, "the WCS describes the two image axes")
-        _note_dropped(header, image.dropped)
-        masks[image.index] = (header, writer.array)
-        if cleaned_out is not None:
-            from mmx.inpaint import inpaint
+    n_tiles = len(predictor.plan(image.data.shape))
+    with tqdm(total=n_tiles, desc=f"{image}", unit="tile", leave=False, disable=None
+              if progress else True, position=1) as bar:
+        with np.errstate(over="ignore", invalid="ignore"):  # absurd pixel values
+            writer = predictor.predict(image.data, mode=mode, thresholds=thresholds,
+                                       progress=bar)
+    level = saturation_level(image.header)
+    if level is not None:
+        flag_saturated(writer, image.data, level)
+    where = [("MMXINPUT", spec.path.name, "input file"),
+             ("MMXHDU", image.index, "input HDU (0-based)")]
+    header = _mask_header(image.header, base_cards + writer.header_cards() + where)
+    if writer.array.ndim == 3 and any(k.startswith("CTYPE") for k in header):
+        header["WCSAXES"] = (2, "the WCS describes the two image axes")
+    _note_dropped(header, image.dropped)
+    cleaned = None
+    if clean_classes:
+        from mmx.inpaint import inpaint
 
-            planes = writer.binary_planes()
-            bad = np.zeros(image.data.shape, dtype=bool)
-            for abbr in clean_classes:
-                bad |= planes[abbr]
-            clean_header = _mask_header(image.header, base_cards + [
-                                            ("MMXINPUT", spec.path.name, "input file"),
-                                           ("MMXHDU", image.index, "input HDU (0-based)"),
-                                           ("MMXCLEAN", ",".join(clean_classes),
-                                            "classes inpainted (median of good neighbours)")])
-            if "BUNIT" in image.header:
-                clean_header["BUNIT"] = image.header["BUNIT"]
-            cleaned[image.index] = (clean_header, inpaint(image.data, bad))
-        if image.index in pngs:
-            from mmx.preview import render_preview
+        planes = writer.binary_planes()
+        bad = np.zeros(image.data.shape, dtype=bool)
+        for abbr in clean_classes:
+            bad |= planes[abbr]
+        clean_header = _mask_header(image.header, base_cards + where + [
+            ("MMXCLEAN", ",".join(clean_classes),
+             "classes inpainted (median of good neighbours)")])
+        if "BUNIT" in image.header:
+            clean_header["BUNIT"] = image.header["BUNIT"]
+        cleaned = (clean_header, inpaint(image.data, bad))
+    if png is not None:
+        from mmx.preview import render_preview
 
-            written.append(render_preview(image.data, writer.binary_planes(), pngs[image.index],
-                                          nodata=image.bad, title=f"{image}"))
-        image.data = None  # the input pixels are no longer needed
-    with open_fits(spec.path) as hdul:
-        if cleaned_out is not None:
-            clean_hdus = _output_hdus(spec, hdul, images, cleaned, base_cards, compress=False)
-            _write(clean_hdus, cleaned_out, overwrite=overwrite, spec=spec)
-            written.append(cleaned_out)
-        hdus = _output_hdus(spec, hdul, images, masks, base_cards, compress=compress)
-        _write(hdus, out, overwrite=overwrite, spec=spec)
-    log.info("%s -> %s (%d image HDU(s))", spec, out, len(images))
-    return out
+        written.append(render_preview(image.data, writer.binary_planes(), png,
+                                      nodata=image.bad, title=f"{image}"))
+    return (header, writer.array), cleaned
 
 
-def _output_hdus(spec, hdul, images, arrays, base_cards, *, compress: bool) -> list:
-    """HDU ``i`` answers input HDU ``i``: ``arrays`` where given, else a copy."""
-    hdus: list = []
-    only = images[0].index if spec.selected else None
-    indices = [only] if only is not None else range(len(hdul))
-    if only not in (None, 0):  # the file's primary header, without its data
-        primary_header, dropped = _clean(hdul[0], spec.path, 0)
-        hdus.append(fits.PrimaryHDU(header=_mask_header(primary_header, [])))
-        _note_dropped(hdus[0].header, dropped)
-    for index in indices:
-        primary = not hdus
-        if index in arrays:
-            header, data = arrays.pop(index)
-            if primary and compress:  # compressed images are extensions
-                hdus.append(fits.PrimaryHDU())
-                primary = False
-            hdu = _image_hdu(header, data, primary=primary, compress=compress)
-        else:
-            hdu = _copy_hdu_safely(hdul[index], spec.path, index, primary=primary)
-        hdus.append(hdu)
-    if not isinstance(hdus[0], fits.PrimaryHDU):
-        hdus.insert(0, fits.PrimaryHDU())
-    for key, value, comment in base_cards:
-        hdus[0].header[key] = (value, _fit_comment(key, value, comment))
-    hdus[0].header["MMXINPUT"] = (spec.path.name, "input file")
-    return hdus
+class _Output:
+    """One output file in the making: HDU ``i`` answers input HDU ``i``.
 
+    The first HDU written (always a primary) carries the provenance cards and the input
+    file name.
+    """
 
-def _write(hdus: list, path: Path, *, overwrite: bool, spec) -> None:
-    with warnings.catch_warnings():  # non-standard cards carried from the input
-        warnings.simplefilter("ignore", VerifyWarning)  # are fixed silently
-        write_fits_atomic(fits.HDUList(hdus), path, overwrite=overwrite, protect=[spec.path])
+    def __init__(self, writer: AtomicFitsWriter, spec: InputSpec, base_cards, *,
+                 compress: bool) -> None:
+        self.writer, self.spec, self.base_cards, self.compress = writer, spec, base_cards, compress
+        self.started = False
+
+    def add_primary_header(self, hdu) -> None:
+        """The input's primary header, without its data."""
+        header, dropped = _clean(hdu, self.spec.path, 0)
+        primary = fits.PrimaryHDU(header=_mask_header(header, []))
+        _note_dropped(primary.header, dropped)
+        self._append(primary)
+
+    def add_image(self, header: fits.Header, data: np.ndarray) -> None:
+        """A mask (or cleaned image) under ``header``."""
+        primary = not self.started
+        if primary and self.compress:  # compressed images are extensions
+            self._append(fits.PrimaryHDU())
+            primary = False
+        self._append(_image_hdu(header, data, primary=primary, compress=self.compress))
+
+    def add_copy(self, hdu, index: int) -> None:
+        """Input HDU ``index``, not masked, copied with a clean header."""
+        self._append(_copy_hdu_safely(hdu, self.spec.path, index, primary=not self.started))
+
+    def _append(self, hdu) -> None:
+        if not self.started:
+            if not isinstance(hdu, fits.PrimaryHDU):
+                self._append(fits.PrimaryHDU())
+            else:
+                for key, value, comment in self.base_cards:
+                    hdu.header[key] = (value, _fit_comment(key, value, comment))
+                hdu.header["MMXINPUT"] = (self.spec.path.name, "input file")
+                self.started = True
+        with warnings.catch_warnings():  # non-standard cards carried from the input
+            warnings.simplefilter("ignore", VerifyWarning)  # are fixed silently
+            self.writer.append(hdu)
 
 
 def _note_dropped(header: fits.Header, dropped: list[str]) -> None:
