@@ -409,18 +409,48 @@ def _from_registry(spec: str, tracking_uri: str | None) -> ModelPackage:
 
 
 def _has_alias(name: str, alias: str, tracking_uri: str | None) -> bool:
+    """Whether the store holds ``name@alias``; a store that cannot be read is an error.
+
+    Only the store's own answer "no such model or alias" (or no store file) is False: a
+    damaged or locked store must not quietly send users to another model.
+
+    Raises
+    ------
+    ModelError
+        Naming the store and the reason, when it cannot be read.
+    """
     uri = tracking_uri or default_tracking_uri()
     found = _read_version_sqlite(uri, name, None, alias)
     if found is not None:
         return found is not False
     from mlflow.exceptions import MlflowException
 
-    client, _ = _client(uri)
     try:
-        client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return False
+        client, _ = _client(uri)
+        store_log = logging.getLogger("mlflow.store.db.utils")  # would log the error with a
+        level = store_log.level  # traceback; the ModelError below says it in one line
+        store_log.setLevel(logging.CRITICAL)
+        try:
+            client.get_model_version_by_alias(name, alias)
+        finally:
+            store_log.setLevel(level)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return False  # no such registered model / "alias ... not found"
+        raise _unreadable_store(uri, exc) from None
+    except Exception as exc:  # sqlalchemy, alembic or OS errors of a damaged store
+        raise _unreadable_store(uri, exc) from None
     return True
+
+
+def _unreadable_store(uri: str, exc: Exception) -> ModelError:
+    reason = " ".join(str(exc).split())[:200]
+    return ModelError(
+        f"cannot read the model registry at {uri} ({type(exc).__name__}: {reason}); without "
+        f"--model mmx uses models:/{REGISTERED_MODEL}@{PRODUCTION_ALIAS} from it (the shipped "
+        "release model only when the store has none): restore the store, point "
+        f"--tracking-uri elsewhere, or pass --model FOLDER (the release model: --model "
+        f"{release_package_dir()})")
 
 
 def resolve_model(spec: str | None = None, *, tracking_uri: str | None = None) -> ModelPackage:
@@ -431,12 +461,14 @@ def resolve_model(spec: str | None = None, *, tracking_uri: str | None = None) -
     spec
         ``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, a local model folder, or None for
         the project's production model (``models:/mmx@production``), falling back to the
-        release model shipped with mmx when the store has none.
+        release model shipped with mmx when the store has none (no store file, or a store
+        that answers it has no such model or alias).
 
     Raises
     ------
     ModelError
-        If the named model, version, alias or folder does not exist.
+        If the named model, version, alias or folder does not exist, or, with ``spec``
+        None, the store exists but cannot be read (never a silent fall-back).
     """
     if spec is None:
         default = f"models:/{REGISTERED_MODEL}@{PRODUCTION_ALIAS}"

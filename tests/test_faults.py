@@ -281,3 +281,26 @@ def test_corrupt_sqlite_store(tmp_path, rng):
     line = _one_error([frame, "--model", "models:/mmx@production"])
     assert f"cannot read the model registry at {uri}" in line
     assert not list(frame.parent.glob("*.mask.fits"))
+
+
+@pytest.mark.parametrize("damage", ["not sqlite", "table dropped"])
+def test_damaged_store_is_an_error_not_a_silent_fallback(tmp_path, rng, damage):
+    """Plain ``mmx predict`` (no --model) never quietly masks with the release model instead."""
+    import sqlite3
+
+    from mmx.registry import release_package_dir
+
+    uri = _registered(tmp_path)
+    db = Path(uri.removeprefix("sqlite:///"))
+    if damage == "not sqlite":
+        db.write_bytes(b"this is not an sqlite database" * 100)
+    else:  # opens, then MLflow's query fails, as on a damaged or half-migrated store
+        con = sqlite3.connect(db)
+        con.execute("DROP TABLE registered_model_aliases")
+        con.commit()
+        con.close()
+    (frame,) = _frames(tmp_path / "in", rng, [(20, 20)])
+    line = _one_error([frame])
+    assert f"cannot read the model registry at {uri}" in line
+    assert f"--model {release_package_dir()})" in line  # how to choose the release model
+    assert not list(frame.parent.glob("*.mask.fits"))
