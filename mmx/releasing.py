@@ -19,18 +19,23 @@ __all__ = ["make_release"]
 
 
 def make_release(model_dir: str | Path, *, val_dir: str | Path, test_dir: str | Path,
-                 out: str | Path, eval_cfg: dict, log_to_mlflow: bool = False) -> Path:
+                 out: str | Path, eval_cfg: dict, log_to_mlflow: bool = False,
+                 calibration: dict | None = None) -> Path:
     """Write the release package ``out`` from a trained package, with test figures.
 
-    With ``log_to_mlflow`` the test figures and plots also go into the model's training
-    run (found through its provenance), so the run shows what was released.
+    Thresholds are (re)calibrated on ``val_dir`` when the package has none or when
+    ``calibration`` (keyword arguments of :func:`mmx.calibration.calibrate_thresholds`:
+    ``rule``, ``target_fpr``, ``class_target_fpr``) is given. With ``log_to_mlflow`` the
+    test figures and plots also go into the model's training run (found through its
+    provenance), so the run shows what was released.
     """
     package = load_package(model_dir)
     meta = package.meta
-    if not meta.thresholds:
+    if not meta.thresholds or calibration is not None:
         meta.thresholds = calibrate_thresholds(package.net, meta, val_dir,
                                                batch_size=int(eval_cfg["batch_size"]),
-                                               n_bins=int(eval_cfg["metric_bins"]))
+                                               n_bins=int(eval_cfg["metric_bins"]),
+                                               **(calibration or {}))
     with tempfile.TemporaryDirectory(prefix="mmx-release-") as tmp:
         staged = save_package(package.net, meta, Path(tmp) / "model")
         scored = evaluate({**eval_cfg, "log_to_mlflow": log_to_mlflow}, model_dir=staged,

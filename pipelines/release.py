@@ -5,7 +5,8 @@ section of params.yaml on the pipeline's synthesized splits (the same data path 
 default model), with a longer step budget and a wall-clock cap, in its own checkpoint and
 model folders, tracked in MLflow; then :func:`mmx.releasing.make_release` calibrates,
 scores and writes the package. Without ``--fit`` an existing package (``--model``,
-default ``paths.model``) is packaged.
+default ``paths.model``) is packaged; ``--recalibrate`` sets its thresholds anew from the
+``train`` settings (``threshold_rule``, ``target_fpr``, ``class_target_fpr``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=8000, help="--fit: optimiser steps")
     parser.add_argument("--minutes", type=float, default=None,
                         help="--fit: wall-clock cap [min] (the schedule anneals within it)")
+    parser.add_argument("--recalibrate", action="store_true",
+                        help="recalibrate the thresholds with params.yaml train settings")
     args = parser.parse_args(argv)
     model = args.model
     if args.fit:
@@ -44,8 +47,12 @@ def main(argv: list[str] | None = None) -> None:
         train(cfg, train_dir=path("train"), val_dir=args.val, model_dir=model,
               results_dir=ROOT / "results" / "release", root=ROOT,
               all_params={"paths": params["paths"], "train": cfg, "release": True})
+    train_cfg = section("train")
+    calibration = {"rule": train_cfg["threshold_rule"], "target_fpr": train_cfg["target_fpr"],
+                   "class_target_fpr": train_cfg["class_target_fpr"]}
     out = make_release(model, val_dir=args.val, test_dir=args.test, out=release_package_dir(),
-                       eval_cfg=section("evaluate"), log_to_mlflow=args.fit)
+                       eval_cfg=section("evaluate"), log_to_mlflow=args.fit,
+                       calibration=calibration if args.recalibrate else None)
     size = sum(p.stat().st_size for p in out.iterdir()) / 1e6
     log.info("release model written to %s (%.1f MB)", out, size)
 
