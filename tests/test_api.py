@@ -175,7 +175,10 @@ def test_clean_against_truth(masker, frame):
     cleaned = mmx.clean_image(image, model=RELEASE, device="cpu")
     before = np.sqrt(np.mean((image[hit] - truth[hit]) ** 2))
     after = np.sqrt(np.mean((cleaned[hit] - truth[hit]) ** 2))
-    assert after < 0.1 * before  # measured: 1.7e3 -> 45 ADU on a 256x256 frame
+    # measured with the release model's default thresholds (validation FPR 5e-4, chosen to
+    # stay safe on real skies): 2003 -> 381 ADU on this frame (1753 -> 45 at FPR-blind F1
+    # thresholds); the hits it leaves are the faintest
+    assert after < 0.25 * before
     flags = masker.mask(image)
     untouched = (flags & DEFECTS) == 0
     assert_array_equal(cleaned[untouched], image[untouched])  # only flagged pixels change
