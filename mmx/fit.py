@@ -214,6 +214,9 @@ def train(
         log_every_n_steps=cfg.log_every_n_steps, logger=mlf, callbacks=[checkpoint],
         num_sanity_val_steps=0, enable_model_summary=False, default_root_dir=str(ckpt_dir),
         deterministic=False, enable_progress_bar=cfg.progress_bar,
+        # across GPU processes BatchNorm sees the whole batch, as one process does (torch's
+        # SyncBatchNorm has no CPU implementation: on CPU each rank normalises its own half)
+        sync_batchnorm=str(cfg.strategy).startswith("ddp") and cfg.accelerator in ("gpu", "cuda"),
     )
     log.info("training %s (%d parameters) on %s, run %s", cfg.architecture,
              sum(p.numel() for p in module.net.parameters()), train_dir, mlf.run_id)
