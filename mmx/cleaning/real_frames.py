@@ -63,6 +63,7 @@ def stage_real_frames(source: str | Path, dest: str | Path, *, train: Sequence[s
         src, dst = source / name, dest / inst / name
         if not src.is_file():
             log.warning("real frame %s not found: training without it", src)
+            dst.unlink(missing_ok=True)  # an old copy would train on what is no longer listed
             continue
         if not dst.is_file() or dst.stat().st_size != src.stat().st_size:
             dst.parent.mkdir(parents=True, exist_ok=True)
