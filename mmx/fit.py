@@ -82,6 +82,7 @@ def train(
     tracking_uri: str | None = None,
     all_params: dict | None = None,
     root: str | Path | None = None,
+    run_name: str = "train",
 ) -> dict:
     """Train a model as ``cfg`` (the ``train`` section) says; save it as a package.
 
@@ -102,6 +103,8 @@ def train(
     root : str or Path, optional
         Folder the relative ``checkpoint_dir`` lives in, and where provenance is read
         (git commit, ``data.dvc``); default the current folder.
+    run_name : str
+        Start of the MLflow run's name (followed by the network and the UTC start time).
 
     Returns
     -------
@@ -173,7 +176,8 @@ def train(
     provenance = {"git_commit": tracking.git_commit(root), "data_hash": tracking.data_hash(root)}
     mlf = MLFlowLogger(experiment_name=tracking.EXPERIMENT_NAME, tracking_uri=uri,
                        artifact_location=tracking.artifact_root(uri), tags=provenance,
-                       run_id=run_id)
+                       run_id=run_id, run_name=f"{run_name}-{cfg.architecture}-"
+                       f"{_dt.datetime.now(_dt.UTC):%Y%m%d-%H%M}")
     precision = training_precision(cfg.precision, accelerator=cfg.accelerator)
     log.info("precision %s (train.precision: %s) on %s", precision, cfg.precision,
              cpu_info().describe())

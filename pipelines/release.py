@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
                "checkpoint_dir": "checkpoints/release", "progress_bar": False}
         model = ROOT / "models" / "release-fit"
         train(cfg, train_dir=path("train"), val_dir=args.val, model_dir=model,
-              results_dir=ROOT / "results" / "release", root=ROOT,
+              results_dir=ROOT / "results" / "release", root=ROOT, run_name="release",
               all_params={"paths": params["paths"], "train": cfg, "release": True})
     train_cfg = section("train")
     calibration = {"rule": train_cfg["threshold_rule"], "target_fpr": train_cfg["target_fpr"],
