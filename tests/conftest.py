@@ -33,3 +33,26 @@ def _isolated_env(monkeypatch, tmp_path):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     monkeypatch.setenv("MMX_CACHE_DIR", str(tmp_path / "mmx-cache"))
     monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_package(tmp_path_factory):
+    """``tiny_package(seed)``: folder of a random-weight two-level U-Net package (fast; its
+    masks mean nothing, which is all batch, fault and streaming tests need)."""
+
+    def make(seed: int) -> Path:
+        import torch
+
+        from mmx import nets
+        from mmx.classes import CLASSES
+        from mmx.model_package import ModelMeta, save_package
+
+        torch.manual_seed(seed)
+        kwargs = {"widths": [4, 8], "convs_per_level": 1}
+        net = nets.build_network("unet", n_classes=len(CLASSES), **kwargs).eval()
+        meta = ModelMeta(architecture="unet", arch_kwargs=kwargs, tile=48,
+                         margin=nets.receptive_field_margin(net),
+                         training_priors={c.abbr: c.maximask_prior for c in CLASSES})
+        return save_package(net, meta, tmp_path_factory.mktemp("model") / "tiny")
+
+    return make

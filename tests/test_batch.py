@@ -21,7 +21,6 @@ import pytest
 from astropy.io import fits
 from typer.testing import CliRunner
 
-from mmx.classes import CLASSES
 from mmx.errors import ConfigError
 
 torch = pytest.importorskip("torch")
@@ -29,7 +28,7 @@ nets = pytest.importorskip("mmx.nets")
 
 from mmx.cli.app import app  # noqa: E402
 from mmx.inference import Predictor  # noqa: E402
-from mmx.model_package import ModelMeta, load_package, save_package  # noqa: E402
+from mmx.model_package import load_package  # noqa: E402
 from mmx.predict import options_fingerprint, predict_files  # noqa: E402
 
 runner = CliRunner()
@@ -37,15 +36,9 @@ BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
+def model_dir(tiny_package):
     """A tiny random-weight U-Net package."""
-    torch.manual_seed(2)
-    kwargs = {"widths": [4, 8], "convs_per_level": 1}
-    net = nets.build_network("unet", n_classes=len(CLASSES), **kwargs).eval()
-    meta = ModelMeta(architecture="unet", arch_kwargs=kwargs, tile=48,
-                     margin=nets.receptive_field_margin(net),
-                     training_priors={c.abbr: c.maximask_prior for c in CLASSES})
-    return save_package(net, meta, tmp_path_factory.mktemp("model") / "tiny")
+    return tiny_package(2)
 
 
 @pytest.fixture(scope="module")

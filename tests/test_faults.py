@@ -41,14 +41,9 @@ BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(4)
-    kwargs = {"widths": [4, 8], "convs_per_level": 1}
-    net = nets.build_network("unet", n_classes=len(CLASSES), **kwargs).eval()
-    meta = ModelMeta(architecture="unet", arch_kwargs=kwargs, tile=48,
-                     margin=nets.receptive_field_margin(net),
-                     training_priors={c.abbr: c.maximask_prior for c in CLASSES})
-    return save_package(net, meta, tmp_path_factory.mktemp("model") / "tiny")
+def model_dir(tiny_package):
+    """A tiny random-weight U-Net package."""
+    return tiny_package(4)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from mmx.classes import CLASSES
 from mmx.errors import InputError
 
 torch = pytest.importorskip("torch")
@@ -22,21 +21,14 @@ nets = pytest.importorskip("mmx.nets")
 import mmx.predict  # noqa: E402
 from mmx.fitsio import AtomicFitsWriter, InputSpec, read_images  # noqa: E402
 from mmx.inference import Predictor  # noqa: E402
-from mmx.model_package import ModelMeta, load_package, save_package  # noqa: E402
+from mmx.model_package import load_package  # noqa: E402
 from mmx.predict import predict_file, predict_files  # noqa: E402
 from mmx.saturation import flag_saturated  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def predictor(tmp_path_factory):
-    torch.manual_seed(2)
-    kwargs = {"widths": [4, 8], "convs_per_level": 1}
-    net = nets.build_network("unet", n_classes=len(CLASSES), **kwargs).eval()
-    meta = ModelMeta(architecture="unet", arch_kwargs=kwargs, tile=48,
-                     margin=nets.receptive_field_margin(net),
-                     training_priors={c.abbr: c.maximask_prior for c in CLASSES})
-    package = load_package(save_package(net, meta, tmp_path_factory.mktemp("m") / "tiny"))
-    return Predictor(package, precision="float32", threads=1)
+def predictor(tiny_package):
+    return Predictor(load_package(tiny_package(2)), precision="float32", threads=1)
 
 
 def _exposure(path: Path, rng: np.random.Generator, *, n: int, shape=(40, 56)) -> Path:
