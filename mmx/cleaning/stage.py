@@ -158,12 +158,16 @@ def clean_ccd(
     primary: fits.Header | None = None,
     name: str = "CCD",
 ) -> CleanCCD:
-    """Overscan-subtract, trim, find defects, repair and characterise one raw CCD.
+    """Find defects, repair and characterise one CCD, raw or processed.
+
+    A raw read-out (``BIASSEC`` and ``DATASEC`` inside the array) is overscan-subtracted and
+    trimmed and needs ``GAIN``, ``RDNOISE`` and ``SATURATE``; any other frame is taken as
+    processed and characterised by :func:`mmx.cleaning.processed.characterise`.
 
     Parameters
     ----------
     raw : numpy.ndarray
-        The CCD's full raw read-out [ADU].
+        The CCD's pixels: a full raw read-out, or a processed frame [ADU].
     header : astropy.io.fits.Header
         Its header: ``GAIN`` [e-/ADU], ``RDNOISE`` [e-], ``SATURATE`` [raw ADU],
         ``BIASSEC``, ``DATASEC``; optional ``EXTNAME``/``CCDNUM``, ``FWHM`` [px] or
@@ -182,7 +186,7 @@ def clean_ccd(
     Raises
     ------
     InputError
-        On a missing or invalid header key.
+        On a missing or invalid header key of a raw read-out, or a frame with no finite pixel.
     """
     cfg = config or CleanConfig()
     merged = merge_headers(primary, header)
