@@ -24,7 +24,6 @@ from typer.testing import CliRunner
 from mmx.errors import ConfigError
 
 torch = pytest.importorskip("torch")
-nets = pytest.importorskip("mmx.nets")
 
 from mmx.cli.app import app  # noqa: E402
 from mmx.inference import Predictor  # noqa: E402

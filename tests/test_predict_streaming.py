@@ -16,7 +16,6 @@ from astropy.io import fits
 from mmx.errors import InputError
 
 torch = pytest.importorskip("torch")
-nets = pytest.importorskip("mmx.nets")
 
 import mmx.predict  # noqa: E402
 from mmx.fitsio import AtomicFitsWriter, InputSpec, read_images  # noqa: E402
