@@ -51,8 +51,8 @@ def list_command(
 @reports_errors
 def promote_command(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Registered model name, e.g. mmx.")],
-    version: Annotated[int, typer.Argument(metavar="VERSION",
-        help="Version number to promote.", min=1)],
+    version: Annotated[int, typer.Argument(
+        metavar="VERSION", help="Version number to promote.", min=1)],
     alias: Annotated[str, typer.Option(metavar="ALIAS", help="Alias to set.")] = "production",
     force: Annotated[bool, typer.Option(
         "--force", help="Promote even when the version's test figures are worse.")] = False,
@@ -96,12 +96,12 @@ def _figure(text: str | None) -> float | None:
 @models_app.command("import")
 @reports_errors
 def import_command(
-    folder: Annotated[Path, typer.Argument(metavar="DIR",
-        help="Model folder (weights.pt + mmx_model.json).",
-                                           exists=True, file_okay=False)],
+    folder: Annotated[Path, typer.Argument(
+        metavar="DIR", help="Model folder (weights.pt + mmx_model.json).", exists=True,
+        file_okay=False)],
     name: Annotated[str, typer.Option(metavar="NAME", help="Registered model name.")] = "mmx",
-    alias: Annotated[str | None, typer.Option(metavar="ALIAS",
-        help="Alias to give the new version.")] = None,
+    alias: Annotated[str | None, typer.Option(
+        metavar="ALIAS", help="Alias to give the new version.")] = None,
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Register a model folder, one trained elsewhere for instance, as a new version."""
@@ -114,17 +114,18 @@ def import_command(
 
 
 def ui_command(
-    port: Annotated[int, typer.Option(metavar="PORT",
-        help="Port on 127.0.0.1.", min=1, max=65535)] = 5000,
+    port: Annotated[int, typer.Option(
+        metavar="PORT", help="Port on 127.0.0.1.", min=1, max=65535)] = 5000,
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Open the MLflow UI on 127.0.0.1 for the project's store (compare runs side by side)."""
     import subprocess
     import sys
 
-    from mmx.tracking import artifact_root, default_tracking_uri
+    from mmx.tracking import artifact_root, default_tracking_uri, relocate_store
 
     uri = tracking_uri or default_tracking_uri()
+    relocate_store(uri)
     cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
            "--workers", "1", "--backend-store-uri", uri]
     if artifact_root(uri):

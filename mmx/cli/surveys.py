@@ -20,16 +20,14 @@ _DEFAULT_PARAMS = Path("params.yaml")
 @surveys_app.command("simulate")
 @reports_errors
 def simulate_command(
-    out: Annotated[Path, typer.Option(metavar="PATH",
-        help="Root folder; files go to OUT/<instrument>/.")]
-    = Path("data"),
+    out: Annotated[Path, typer.Option(
+        metavar="PATH", help="Root folder; files go to OUT/<instrument>/.")] = Path("data"),
     params: Annotated[Path | None, typer.Option(
         metavar="FILE",
         help="params.yaml whose `survey:` section to use [default: ./params.yaml if "
              "present, else the built-in survey].")] = None,
-    seed: Annotated[int | None, typer.Option(metavar="SEED",
-        help="Master seed (overrides survey.seed).")]
-    = None,
+    seed: Annotated[int | None, typer.Option(
+        metavar="SEED", help="Master seed (overrides survey.seed).")] = None,
     exposures: Annotated[int | None, typer.Option(
         metavar="N",
         help="Exposures per instrument (overrides survey.exposures_per_instrument).")] = None,
