@@ -23,6 +23,8 @@ __all__ = [
     "default_tracking_uri",
     "artifact_root",
     "relocate_store",
+    "experiment_id",
+    "ui_url",
     "git_commit",
     "data_hash",
     "EXPERIMENT_NAME",
@@ -137,6 +139,37 @@ def relocate_store(tracking_uri: str) -> int:
     log.info("MLflow store moved from %s to %s: %d artifact locations updated", old, here,
              changed)
     return changed
+
+
+def experiment_id(tracking_uri: str, name: str = EXPERIMENT_NAME) -> str | None:
+    """Id of experiment ``name`` in a sqlite store, read with ``sqlite3`` (None if absent)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    db = Path(tracking_uri.removeprefix("sqlite:///"))
+    if not db.is_file():
+        return None
+    try:
+        with sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True) as con:
+            row = con.execute("SELECT experiment_id FROM experiments WHERE name = ?",
+                              (name,)).fetchone()
+    except sqlite3.Error:
+        return None
+    return None if row is None else str(row[0])
+
+
+def ui_url(base: str, experiment: str | None, run_id: str | None = None) -> str:
+    """MLflow UI page of the experiment's runs (model-training view, best test figure first).
+
+    With ``run_id``: that run's metric charts. MLflow 3 opens its GenAI view unless the
+    URL asks for ``workflowType=machine_learning``.
+    """
+    if experiment is None:
+        return base
+    view = "workflowType=machine_learning"
+    if run_id is not None:
+        return f"{base}/#/experiments/{experiment}/runs/{run_id}/model-metrics?{view}"
+    order = "orderByKey=metrics.%60test.mean.tpr_at_fpr_1e-3%60&orderByAsc=false"
+    return f"{base}/#/experiments/{experiment}/runs?{view}&{order}"
 
 
 def git_commit(root: str | Path | None = None) -> str:
