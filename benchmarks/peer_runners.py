@@ -2,8 +2,8 @@
 
 Run inside the peer's own environment (only numpy and astropy are imported at the top)::
 
-    DEEPCR_PY peer_runners.py deepcr --model ACS-WFC --out-dir DIR frame.fits...
-    PYTHON    peer_runners.py astroscrappy --out-dir DIR frame.fits...
+    DEEPCR_PY peer_runners.py deepcr --model ACS-WFC --out-dir DIR [--cleaned] frame.fits...
+    PYTHON    peer_runners.py astroscrappy --out-dir DIR [--cleaned] frame.fits...
 
 Each input is a FITS file whose primary HDU holds the image in ADU; the header gives
 ``GAIN`` [e-/ADU], ``RDNOISE`` [e-] and ``SATURATE`` [ADU] (defaults 1, 5 and 65535 when
@@ -14,6 +14,10 @@ absent, said on stderr). Outputs are ``DIR/<stem>.<tool>.fits``:
 * astroscrappy: uint8 0/1 cosmic-ray mask of ``detect_cosmics`` with its default
   parameters (sigclip 4.5, sigfrac 0.3, objlim 5, 4 iterations) and the frame's gain,
   read noise and saturation level.
+* With ``--cleaned``, also ``DIR/<stem>.<tool>.clean.fits``: the tool's cleaned image in
+  ADU (deepCR: ``clean(inpaint=True)`` at its threshold 0.5 with its default inpainting,
+  5x5 median sampling (its one inpainting network is for ACS-WFC F606W only); astroscrappy:
+  the ``cleanarr`` of ``detect_cosmics``, its default median-mask cleaning).
 """
 
 from __future__ import annotations
@@ -48,28 +52,38 @@ def _read(path: Path) -> tuple[np.ndarray, fits.Header]:
     return np.nan_to_num(data, nan=0.0), header
 
 
-def _deepcr(paths: list[Path], out_dir: Path, *, model: str) -> None:
+def _write(array: np.ndarray, out: Path, dtype) -> None:
+    fits.PrimaryHDU(np.asarray(array, dtype=dtype)).writeto(out, overwrite=True)
+
+
+def _deepcr(paths: list[Path], out_dir: Path, *, model: str, cleaned: bool) -> None:
     from deepCR import deepCR
 
-    net = deepCR(mask=model, device="CPU")
+    net = deepCR(mask=model, device="CPU")  # inpaint=None: its default 5x5 median sampling
     for path in paths:
         data, header = _read(path)
         gain, _, _ = frame_keys(header, path=path)
+        stem = f"{path.name.removesuffix('.fits')}.deepcr-{model}"
         prob = net.clean(data * gain, binary=False, inpaint=False, segment=True, patch=1024)
-        out = out_dir / f"{path.name.removesuffix('.fits')}.deepcr-{model}.fits"
-        fits.PrimaryHDU(np.asarray(prob, dtype=np.float32)).writeto(out, overwrite=True)
+        _write(prob, out_dir / f"{stem}.fits", np.float32)
+        if cleaned:
+            _, image = net.clean(data * gain, threshold=0.5, inpaint=True, segment=True,
+                                 patch=1024)
+            _write(np.asarray(image) / gain, out_dir / f"{stem}.clean.fits", np.float32)
 
 
-def _astroscrappy(paths: list[Path], out_dir: Path) -> None:
+def _astroscrappy(paths: list[Path], out_dir: Path, *, cleaned: bool) -> None:
     import astroscrappy
 
     for path in paths:
         data, header = _read(path)
         gain, read_noise, saturate = frame_keys(header, path=path)
-        mask, _ = astroscrappy.detect_cosmics(data, gain=gain, readnoise=read_noise,
-                                              satlevel=saturate)
-        out = out_dir / f"{path.name.removesuffix('.fits')}.astroscrappy.fits"
-        fits.PrimaryHDU(np.asarray(mask, dtype=np.uint8)).writeto(out, overwrite=True)
+        mask, image = astroscrappy.detect_cosmics(data, gain=gain, readnoise=read_noise,
+                                                  satlevel=saturate)
+        stem = f"{path.name.removesuffix('.fits')}.astroscrappy"
+        _write(mask, out_dir / f"{stem}.fits", np.uint8)
+        if cleaned:  # cleanarr is in the input's units
+            _write(image, out_dir / f"{stem}.clean.fits", np.float32)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,12 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("frames", nargs="+", type=Path)
     parser.add_argument("--out-dir", type=Path, required=True)
     parser.add_argument("--model", default="ACS-WFC", help="deepCR mask model (default ACS-WFC)")
+    parser.add_argument("--cleaned", action="store_true", help="also write cleaned images")
     args = parser.parse_args(argv)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     if args.tool == "deepcr":
-        _deepcr(args.frames, args.out_dir, model=args.model)
+        _deepcr(args.frames, args.out_dir, model=args.model, cleaned=args.cleaned)
     else:
-        _astroscrappy(args.frames, args.out_dir)
+        _astroscrappy(args.frames, args.out_dir, cleaned=args.cleaned)
     return 0
 
 
