@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 
 from mmx.cleaning.config import CleanConfig
-from mmx.shards import ShardSet
-from mmx.synthesis import SPLITS, SynthesisConfig, synthesize
+from mmx.io.shards import ShardSet
+from mmx.synthesis.stage import SPLITS, SynthesisConfig, synthesize
 from pipelines.params import path, section
 
 

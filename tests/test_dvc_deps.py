@@ -98,7 +98,7 @@ def test_closure_follows_relative_and_local_imports():
     files = import_closure(ROOT / "pipelines" / "train.py")
     rel = {str(f.relative_to(ROOT)) for f in files}
     # imported inside train() only, and through the mmx package's own __init__
-    assert {"mmx/__init__.py", "mmx/hardware.py", "pipelines/params.py"} <= rel
+    assert {"mmx/__init__.py", "mmx/model/hardware.py", "pipelines/params.py"} <= rel
 
 
 def test_stage_scripts_import_no_other_stage():

@@ -11,8 +11,8 @@ import yaml
 
 from mmx.classes import ABBREVIATIONS, label_bit
 from mmx.errors import ConfigError, InputError
-from mmx.shards import ShardSet, ShardWriter
-from mmx.synthesis import (
+from mmx.io.shards import ShardSet, ShardWriter
+from mmx.synthesis.stage import (
     INJECTORS,
     SPLITS,
     SynthesisConfig,

@@ -1,0 +1,1 @@
+"""Training data: clean cutouts plus injected contaminants with exact per-pixel truth."""
