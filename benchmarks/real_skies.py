@@ -15,7 +15,7 @@ every output before anything is counted.
    clean stage cleans a training frame: the contaminants already in it are repaired and
    their pixels join an *ignore* plane (with, where the frame has them, the L.A.Cosmic
    mask, the located hot columns, and flat plateaus of identical values), which no count
-   includes. Contaminants are then injected with :func:`mmx.synthesis.stage.synthesize_sample`
+   includes. Contaminants are then injected with :func:`mmx.synthesis.injection.synthesize_sample`
    and the ``synthesize`` section of params.yaml, ``--draws`` times per frame, each draw
    from ``numpy.random.default_rng(SeedSequence([seed, frame_index, draw]))``
    (:func:`inject`). Per class, pooled over frames and draws: TPR at FPR 1e-3 and 1e-4,
@@ -279,7 +279,7 @@ def inject(sample, *, config, seed: int, frame_index: int, draw: int):
     The stream is ``numpy.random.default_rng(SeedSequence([seed, frame_index, draw]))``:
     one draw of one frame never depends on the others, nor on the order they run in.
     """
-    from mmx.synthesis.stage import synthesize_sample
+    from mmx.synthesis.injection import synthesize_sample
 
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(frame_index),
                                                         int(draw)]))
@@ -484,7 +484,7 @@ def _params() -> dict:
 
 def _synthesis_config(params: dict):
     from mmx.cleaning.config import CleanConfig
-    from mmx.synthesis.stage import SynthesisConfig
+    from mmx.synthesis.config import SynthesisConfig
 
     clean = CleanConfig.from_mapping(params.get("clean"))
     settings = dict(params.get("synthesize") or {})

@@ -11,7 +11,9 @@ import logging
 
 from mmx.cleaning.config import CleanConfig
 from mmx.io.shards import ShardSet
-from mmx.synthesis.stage import SPLITS, SynthesisConfig, synthesize
+from mmx.synthesis.config import SynthesisConfig
+from mmx.synthesis.splits import SPLITS
+from mmx.synthesis.stage import synthesize
 from pipelines.params import path, section
 
 

@@ -7,6 +7,7 @@ import pytest
 from scipy import ndimage
 
 from mmx.errors import ConfigError
+from mmx.synthesis.config import INJECTORS
 from mmx.synthesis.contaminants import (
     inject_cosmic_rays,
     inject_overscan,
@@ -14,7 +15,7 @@ from mmx.synthesis.contaminants import (
     inject_spikes,
     saturate,
 )
-from mmx.synthesis.stage import INJECTORS, demo_clean_samples
+from mmx.synthesis.demo import demo_clean_samples
 
 
 @pytest.fixture(scope="module")
