@@ -7,8 +7,9 @@ import torch
 from mmx.classes import ABBREVIATIONS, by_abbr
 from mmx.model.package import ModelMeta, ModelPackage
 from mmx.model.priors import prior_shift
+from mmx.model.thresholds import default_prior_shift
 from mmx.serving.inference import Predictor
-from mmx.training.calibration import default_prior_shift, f1_thresholds, fpr_thresholds
+from mmx.training.calibration import f1_thresholds, fpr_thresholds
 from mmx.training.metrics import ClassCurves
 
 

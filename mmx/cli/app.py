@@ -76,7 +76,7 @@ def classes_command(
     source = ""
     if not table_only:
         from mmx.cli.predict import _resolve_model
-        from mmx.training.calibration import default_thresholds
+        from mmx.model.thresholds import default_thresholds
 
         package = _resolve_model(model, tracking_uri)
         abbrs = list(package.meta.classes)

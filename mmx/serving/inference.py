@@ -249,7 +249,7 @@ class Predictor:
         (``apply_priors=False``) they are moved to the raw posteriors, so the operating
         point stays the same. With other priors, it moves as the priors say.
         """
-        from mmx.training.calibration import default_thresholds
+        from mmx.model.thresholds import default_thresholds
 
         abbrs = [c.abbr for c in self.classes]
         raw = not self.apply_priors and bool(self.package.meta.thresholds)

@@ -21,39 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from mmx.errors import ConfigError
+from mmx.model.thresholds import default_prior_shift
 
 log = logging.getLogger(__name__)
 
-__all__ = ["THRESHOLD_RULES", "calibrate_thresholds", "default_prior_shift", "default_thresholds",
-           "f1_thresholds", "fpr_thresholds"]
+__all__ = ["THRESHOLD_RULES", "calibrate_thresholds", "f1_thresholds", "fpr_thresholds"]
 
 #: Ways :func:`calibrate_thresholds` picks a threshold per class.
 THRESHOLD_RULES = ("fpr", "f1")
-
-
-def default_prior_shift(training_priors: dict[str, float], classes: Sequence[str]) -> np.ndarray:
-    """Logit shift from a model's training priors to the class table's default priors."""
-    from mmx.classes import by_abbr
-    from mmx.model.priors import prior_shift
-
-    eps = 1e-7
-    trained = np.clip([training_priors.get(a, 0.0) for a in classes], eps, 1 - eps)
-    return prior_shift(trained, [by_abbr(a).prior for a in classes])
-
-
-def default_thresholds(meta, classes: Sequence[str], *, raw: bool = False) -> np.ndarray:
-    """A model's default thresholds for ``classes``: calibrated ones, else the class table's.
-
-    With ``raw`` they are moved to the network's raw posteriors (no prior correction), so
-    they keep the operating point they have on probabilities corrected to default priors.
-    """
-    from mmx.classes import by_abbr
-
-    thr = np.array([meta.thresholds.get(a, by_abbr(a).threshold) for a in classes])
-    if not raw:
-        return thr
-    z = np.log(thr / (1 - thr)) - default_prior_shift(meta.training_priors, classes)
-    return (1.0 / (1.0 + np.exp(-z))).clip(1e-7, 1 - 1e-7)
 
 
 def f1_thresholds(result: dict, *, classes: Sequence[str]) -> dict[str, float]:

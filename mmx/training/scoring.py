@@ -22,7 +22,7 @@ def operating_thresholds(package) -> list[float]:
     ``sigmoid(logit(threshold) - shift)``. Scoring with these makes the test figures at
     the default thresholds describe what users get.
     """
-    from mmx.training.calibration import default_thresholds
+    from mmx.model.thresholds import default_thresholds
 
     return default_thresholds(package.meta, package.meta.classes, raw=True).tolist()
 
