@@ -65,7 +65,8 @@ class CpuInfo:
 
 
 def _read_cpuinfo(text: str) -> tuple[str, frozenset[str]]:
-    model, flags = "", frozenset()
+    model = ""
+    flags: frozenset[str] = frozenset()
     for line in text.splitlines():
         key, _, value = line.partition(":")
         key = key.strip().lower()

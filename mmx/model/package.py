@@ -28,9 +28,13 @@ import os
 import shutil
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mmx.classes import CLASSES, ContaminantClass
 from mmx.errors import ModelError
+
+if TYPE_CHECKING:  # torch stays off the import path
+    import torch
 
 __all__ = [
     "FORMAT_VERSION", "ModelMeta", "ModelPackage", "save_package", "load_package",
@@ -100,7 +104,7 @@ class ModelMeta:
 class ModelPackage:
     """A network in eval mode with its metadata; ``source`` says where it came from."""
 
-    net: object  # torch.nn.Module; typed loosely to keep torch off the import path
+    net: torch.nn.Module
     meta: ModelMeta
     source: str = ""
     registry: dict = field(default_factory=dict)  # name, version, alias, run_id when known

@@ -21,6 +21,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from mmx.classes import by_abbr
 from mmx.errors import ConfigError
@@ -41,7 +42,7 @@ def logit(p: float | np.ndarray) -> float | np.ndarray:
     return float(out) if np.ndim(out) == 0 else out
 
 
-def prior_shift(training_prior: float | np.ndarray, prior: float | np.ndarray) -> np.ndarray:
+def prior_shift(training_prior: ArrayLike, prior: ArrayLike) -> np.ndarray:
     """Logit shift that turns posteriors under ``training_prior`` into ones under ``prior``.
 
     Parameters

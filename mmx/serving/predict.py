@@ -70,6 +70,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from astropy.io import fits
@@ -550,6 +551,7 @@ def _predict_hdus(spec, hdul, indices, predictor, out, *, mode, thresholds, over
                                         if cleans is not None else ())
             masks.add_image(*mask)
             if cleans is not None:
+                assert cleaned is not None  # clean_classes given: a cleaned image comes back
                 cleans.add_image(*cleaned)
             del mask, cleaned  # the next HDU starts from an empty slate
         if cleans is not None:
@@ -835,7 +837,7 @@ def predict_files(
     on_result: Callable[[FileResult, int, int], None] | None = None,
     skip_existing: bool = False,
     aux: bool = False,
-    log_path: str | Path | None | bool = None,
+    log_path: str | Path | Literal[False] | None = None,
     executor=None,
     compress: bool = False,
     clean: bool = False,
@@ -927,12 +929,12 @@ def predict_files(
         todo: list[InputSpec] = []
         for spec, out in zip(specs, outputs, strict=True):
             if skip_existing and out.exists():
-                found = _existing_fingerprint(out)
-                if found == fingerprint:
+                existing = _existing_fingerprint(out)
+                if existing == fingerprint:
                     finish(FileResult(input=str(spec), output=out, status="skipped"))
                     continue
                 if not overwrite:
-                    why = ("was made with another model or options" if found else
+                    why = ("was made with another model or options" if existing else
                            "has no mmx fingerprint (MMXFPRNT) or cannot be read")
                     finish(FileResult(input=str(spec), status="failed", error=(
                         f"{out}: output exists but {why}; pass --overwrite to replace it")))

@@ -57,7 +57,7 @@ def _reduce_max(mask: np.ndarray, f: int) -> np.ndarray:
     block = np.zeros((h, w), dtype=bool)
     sub = mask[:h, :w]
     block[: sub.shape[0], : sub.shape[1]] = sub
-    return block.reshape(h // f, f, w // f, f).any(axis=(1, 3))
+    return np.asarray(block.reshape(h // f, f, w // f, f).any(axis=(1, 3)))
 
 
 def render_preview(
@@ -118,10 +118,11 @@ def render_preview(
         if not n_set:
             clean.append(cls.abbr)
             continue
-        colour = np.array(colors.to_rgb(CLASS_COLORS.get(cls.abbr, "#ff00ff")), dtype=np.float32)
+        rgb_colour = colors.to_rgb(CLASS_COLORS.get(cls.abbr, "#ff00ff"))
+        colour = np.array(rgb_colour, dtype=np.float32)
         small = _reduce_max(mask, f)
         rgb[small] = (1 - _ALPHA) * rgb[small] + _ALPHA * colour
-        handles.append(Patch(facecolor=colour, edgecolor="grey",
+        handles.append(Patch(facecolor=rgb_colour, edgecolor="grey",
                              label=f"{cls.abbr}: {cls.name} ({n_set / n_pix:.3%})"))
     if clean:
         handles.append(Patch(facecolor="none", edgecolor="none",

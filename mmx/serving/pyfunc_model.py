@@ -17,13 +17,13 @@ import numpy as np
 with warnings.catch_warnings():
     # MLflow 3.17 warns about its own type hints while importing pyfunc; nothing to act on.
     warnings.filterwarnings("ignore", message=".*type hint.*", category=UserWarning)
-    import mlflow.models
-    import mlflow.pyfunc
+    from mlflow.models import set_model
+    from mlflow.pyfunc import PythonModel
 
 __all__ = ["MmxPyfuncModel"]
 
 
-class MmxPyfuncModel(mlflow.pyfunc.PythonModel):
+class MmxPyfuncModel(PythonModel):
     """Wraps a model package for ``mlflow.pyfunc.load_model``."""
 
     def load_context(self, context) -> None:
@@ -41,4 +41,4 @@ class MmxPyfuncModel(mlflow.pyfunc.PythonModel):
         return planes[:-1]  # the last plane is the no-data flag
 
 
-mlflow.models.set_model(MmxPyfuncModel())
+set_model(MmxPyfuncModel())

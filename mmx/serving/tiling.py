@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -200,7 +201,7 @@ def pad_image(image: np.ndarray, plan: TilePlan, *, mode: str = "zero") -> np.nd
         return out
     out = np.asarray(image, dtype=np.float32)
     for axis, widths in ((0, (top, bottom)), (1, (left, right))):
-        how = "reflect" if out.shape[axis] > 1 else "edge"
+        how: Literal["reflect", "edge"] = "reflect" if out.shape[axis] > 1 else "edge"
         pad = [(0, 0), (0, 0)]
         pad[axis] = widths
         out = np.pad(out, pad, mode=how)
