@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import ast
 import re
 from pathlib import Path
+
+from import_graph import imported_names
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "architecture.md"
@@ -42,23 +43,9 @@ def _module_name(file: Path) -> str:
 
 
 def imported_modules(source: str, module: str, *, is_package: bool = False) -> set[str]:
-    """Every mmx module or package ``source`` imports, at any depth of its code."""
+    """Every mmx module, package or name ``source`` imports, at any depth of its code."""
     package = module if is_package else module.rpartition(".")[0]
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join(p for p in [*parts, base] if p)
-            names.add(base)
-            # ``from mmx import tracking`` imports the folder, ``from mmx import __version__``
-            # only the top level
-            names.update(f"{base}.{alias.name}" for alias in node.names
-                         if base == "mmx" and (PACKAGE / alias.name).is_dir())
-    return {n for n in names if n == "mmx" or n.startswith("mmx.")}
+    return {n for n in imported_names(source, package) if n == "mmx" or n.startswith("mmx.")}
 
 
 def violations(source: str, module: str, rule: dict[str, set[str]], *,
@@ -66,9 +53,11 @@ def violations(source: str, module: str, rule: dict[str, set[str]], *,
     """Imports of ``module`` that its folder's row does not allow."""
     own = folder_of(module)
     allowed = rule[own] | {own}
+    bad = {name for name in imported_modules(source, module, is_package=is_package)
+           if folder_of(name) not in allowed}
+    # ``from mmx.serving.inference import Predictor``: name the module, not also the class
     return sorted(f"{module} ({own}) imports {name} ({folder_of(name)})"
-                  for name in imported_modules(source, module, is_package=is_package)
-                  if folder_of(name) not in allowed)
+                  for name in bad if name.rpartition(".")[0] not in bad)
 
 
 def _modules() -> list[Path]:
