@@ -36,8 +36,8 @@ def _shot(browser: str, url: str, png: Path) -> Path:
     subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                     "--no-first-run", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-                    f"--user-data-dir={png.parent / '.chromium'}", "--window-size=1600,1000",
-                    "--virtual-time-budget=15000", f"--screenshot={png}", url],
+                    f"--user-data-dir={png.parent / '.chromium'}", "--window-size=2560,1000",
+                    "--virtual-time-budget=60000", f"--screenshot={png}", url],
                    check=True, capture_output=True, timeout=120)
     return png
 
@@ -53,7 +53,7 @@ def main() -> None:
         raise SystemExit("no chromium on PATH: apt-get install chromium")
     import mlflow
 
-    from mmx.tracking.store import EXPERIMENT_NAME, default_tracking_uri
+    from mmx.tracking.store import EXPERIMENT_NAME, default_tracking_uri, ui_url
 
     client = mlflow.MlflowClient(tracking_uri=default_tracking_uri(ROOT))
     exp = client.get_experiment_by_name(EXPERIMENT_NAME)
@@ -69,12 +69,10 @@ def main() -> None:
     try:
         base = f"http://127.0.0.1:{args.port}"
         _wait(f"{base}/health")
-        shots = [_shot(browser, f"{base}/#/experiments/{exp.experiment_id}/runs",
-                       args.out / "mlflow_ui_runs.png")]
+        shots = [_shot(browser, ui_url(base, exp.experiment_id), args.out / "mlflow_ui_runs.png")]
         if trained is not None:
-            url = (f"{base}/#/experiments/{exp.experiment_id}/runs/{trained.info.run_id}"
-                   "/model-metrics")
-            shots.append(_shot(browser, url, args.out / "mlflow_ui_run_metrics.png"))
+            shots.append(_shot(browser, ui_url(base, exp.experiment_id, trained.info.run_id),
+                               args.out / "mlflow_ui_run_metrics.png"))
         for png in shots:
             print(png)
     finally:

@@ -35,3 +35,26 @@ def test_promote_unknown_version_is_one_clear_error():
     result = runner.invoke(app, ["models", "promote", "mmx", "7"])
     assert result.exit_code == 1
     assert "mmx: error: model 'mmx' has no version 7" in result.output
+
+
+def _commands(group, prefix=()):
+    import typer.main
+
+    click_group = typer.main.get_command(group) if not prefix else group
+    for name, cmd in getattr(click_group, "commands", {}).items():
+        yield (*prefix, name)
+        yield from _commands(cmd, (*prefix, name))
+
+
+def test_option_help_names_what_each_option_takes():
+    """Options show a metavar saying what they take (FILE, CLS=P), not a Python type."""
+    import re
+
+    commands = list(_commands(app))
+    assert ("predict",) in commands and ("models", "promote") in commands
+    for command in commands:
+        result = runner.invoke(app, [*command, "--help"], terminal_width=200)
+        assert result.exit_code == 0, command
+        typed = re.findall(r"--[\w-]+ <(?:str|int|float|list\[\w+\]|path|int range)>",
+                           result.output)
+        assert not typed, f"mmx {' '.join(command)}: {typed}"

@@ -250,6 +250,23 @@ def test_preview_png(package, mef, tmp_path):
         assert png.ndim == 3 and png.shape[0] > 100
 
 
+def test_preview_shows_the_raw_image_beside_the_overlay(tmp_path):
+    import matplotlib.image as mpimg
+    from matplotlib import colors
+
+    from mmx.serving.preview import CLASS_COLORS, render_preview
+
+    image = np.random.default_rng(0).normal(100.0, 5.0, (200, 300))
+    cr = np.zeros(image.shape, dtype=bool)
+    cr[80:120, 130:170] = True
+    png = mpimg.imread(render_preview(image, {"CR": cr}, tmp_path / "p.png"))[..., :3]
+    red = np.all(np.abs(png - colors.to_rgb(CLASS_COLORS["CR"])) < 0.25, axis=2)
+    grey = (np.ptp(png, axis=2) < 0.02) & (png.mean(axis=2) < 0.99)  # image pixels, not paper
+    half = png.shape[1] // 2
+    assert red[:, half:].sum() > 100 and red[:, :half].sum() == 0  # overlay on the right only
+    assert grey[:, :half].sum() > 0.5 * grey[:, half:].sum() > 1000  # the raw image on the left
+
+
 def test_many_inputs_one_bad(package, mef, tmp_path):
     bad = tmp_path / "bad.fits"
     bad.write_text("not a FITS file")

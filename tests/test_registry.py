@@ -153,3 +153,32 @@ def test_register_stage_gate_keeps_the_better_production_model(tmp_path):
     with pytest.raises(ConfigError, match="register.promote must be one of"):
         register_and_gate(worse, metrics={}, name="mmx", alias="production",
                           policy="sometimes", tracking_uri=uri)
+
+
+def test_a_moved_project_keeps_its_registered_models(tmp_path, monkeypatch):
+    """MLflow writes absolute artifact paths; a moved store re-anchors them beside itself."""
+    import shutil
+    import sqlite3
+    from pathlib import Path
+
+    import mlflow
+
+    old, new = tmp_path / "old" / "mlruns", tmp_path / "moved" / "mlruns"
+    uri_old, uri_new = f"sqlite:///{old / 'mlflow.db'}", f"sqlite:///{new / 'mlflow.db'}"
+    folder, net = _package(tmp_path, "m", 0, 0.5)
+    version = register_package(folder, tracking_uri=uri_old)
+    promote("mmx", version.version, tracking_uri=uri_old)
+    new.parent.mkdir()
+    shutil.move(old, new)
+    monkeypatch.setenv("MMX_CACHE_DIR", str(tmp_path / "empty-cache"))  # no cached copy
+
+    loaded = resolve_model("models:/mmx@production", tracking_uri=uri_new)
+    assert _same_weights(loaded.net, net)
+    with sqlite3.connect(new / "mlflow.db") as con:
+        locations = [r[0] for r in con.execute("SELECT storage_location FROM model_versions")]
+        locations += [r[0] for r in con.execute("SELECT artifact_uri FROM runs")]
+    assert locations and all(str(tmp_path / "moved") in loc for loc in locations), locations
+    got = mlflow.artifacts.download_artifacts(  # MLflow itself finds the artifacts again
+        artifact_uri=f"models:/mmx/{version.version}", dst_path=str(tmp_path / "dl"),
+        tracking_uri=uri_new)
+    assert list(Path(got).rglob("mmx_model.json"))

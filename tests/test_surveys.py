@@ -341,3 +341,55 @@ def test_default_survey_simulates_full_size_ccds(tmp_path):
         rows, cols = parse_section(images[0].header["DATASEC"])
         assert (rows.stop - rows.start, cols.stop - cols.start) == inst.ccd_shape
         assert len(images) == DEFAULT_SURVEY["ccds_per_exposure"]
+
+
+def _one_galaxy(hlr: float, knots: float):
+    from mmx.surveys.scene import Catalog
+
+    a = np.array
+    return Catalog(a([128.0]), a([128.0]), a([15.0]), a([2e6]), a([hlr]), a([0.8]), a([0.3]),
+                   a([0.0]), a([knots]))
+
+
+def test_resolved_galaxies_carry_knots_that_keep_their_flux():
+    from mmx.surveys.scene import Psf, render_sources
+
+    psf = Psf(fwhm=3.0, beta=3.0)
+    stars = _one_galaxy(0.0, 0.0)
+    stars.flux[:] = 0.0
+    smooth, clumpy = np.zeros((256, 256)), np.zeros((256, 256))
+    render_sources(smooth, stars, _one_galaxy(12.0, 0.0), psf, sky_sigma=10.0,
+                   rng=np.random.default_rng(1))
+    counts = render_sources(clumpy, stars, _one_galaxy(12.0, 0.4), psf, sky_sigma=10.0,
+                            rng=np.random.default_rng(1))
+    assert counts["knots"] >= 5
+    assert clumpy.sum() == pytest.approx(smooth.sum(), rel=0.02)  # light moved, not added
+    # Knots make the light lumpy: residuals from the smooth disc far above its noise.
+    assert np.abs(clumpy - smooth).max() > 0.05 * smooth.max()
+
+
+def test_space_psf_has_airy_rings_and_ground_psf_does_not():
+    import galsim
+
+    from mmx.surveys.scene import Psf
+
+    def profile(psf):
+        img = psf.core().drawImage(nx=41, ny=41, scale=0.25, method="no_pixel").array
+        return img[20, 20:]
+
+    airy = profile(Psf(fwhm=2.0, beta=2.5, obscuration=0.33))
+    moffat = profile(Psf(fwhm=2.0, beta=2.5))
+    assert isinstance(Psf(fwhm=2.0, beta=2.5).core(), galsim.GSObject)
+    assert (np.diff(moffat) <= 0).all()  # monotonic
+    assert (np.diff(airy) > 0).any()  # a dark ring, then a bright one
+
+
+def test_large_galaxies_exceed_a_cutout_and_follow_their_count():
+    from mmx.surveys.scene import large_galaxy_catalog
+
+    rng = np.random.default_rng(3)
+    cat = large_galaxy_catalog((2048, 2048), pixel_scale=0.26, mean=50.0, size=(15.0, 90.0),
+                               colour=0.0, rng=rng)
+    assert 25 < len(cat) < 80
+    assert cat.hlr.min() > 15.0 / 0.26 * 0.99 and (cat.hlr > 128).any()
+    assert (cat.knots > 0).all() and (cat.bulge < 0.15).all()

@@ -55,12 +55,13 @@ def _root(
 @reports_errors
 def classes_command(
     model: Annotated[str | None, typer.Option(
-        "--model", help="Show the thresholds of this model: models:/NAME@ALIAS, "
+        "--model", metavar="URI|DIR", help="Show the thresholds of this model: models:/NAME@ALIAS, "
                         "models:/NAME/VERSION or a folder (default: the one mmx predict "
                         "uses, models:/mmx@production, else the release model)")] = None,
     tracking_uri: Annotated[str | None, typer.Option(
-        "--tracking-uri", help="MLflow store of the registry (default: $MLFLOW_TRACKING_URI "
-                               "or the project's mlruns/mlflow.db)")] = None,
+        "--tracking-uri", metavar="URI",
+        help="MLflow store of the registry (default: $MLFLOW_TRACKING_URI "
+             "or the project's mlruns/mlflow.db)")] = None,
     table_only: Annotated[bool, typer.Option(
         "--table", help="Only the class table's defaults; load no model.")] = False,
 ) -> None:

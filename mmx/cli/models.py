@@ -15,7 +15,7 @@ models_app = typer.Typer(help="List, import and promote registered models.", no_
 
 TrackingUri = Annotated[
     str | None,
-    typer.Option("--tracking-uri", envvar="MLFLOW_TRACKING_URI",
+    typer.Option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", metavar="URI",
                  help="MLflow store [default: sqlite store under the project's mlruns/]."),
 ]
 
@@ -23,7 +23,7 @@ TrackingUri = Annotated[
 @models_app.command("list")
 @reports_errors
 def list_command(
-    name: Annotated[str, typer.Option(help="Registered model name.")] = "mmx",
+    name: Annotated[str, typer.Option(metavar="NAME", help="Registered model name.")] = "mmx",
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Show every version with its aliases, run and key metrics."""
@@ -50,9 +50,10 @@ def list_command(
 @models_app.command("promote")
 @reports_errors
 def promote_command(
-    name: Annotated[str, typer.Argument(help="Registered model name, e.g. mmx.")],
-    version: Annotated[int, typer.Argument(help="Version number to promote.", min=1)],
-    alias: Annotated[str, typer.Option(help="Alias to set.")] = "production",
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Registered model name, e.g. mmx.")],
+    version: Annotated[int, typer.Argument(
+        metavar="VERSION", help="Version number to promote.", min=1)],
+    alias: Annotated[str, typer.Option(metavar="ALIAS", help="Alias to set.")] = "production",
     force: Annotated[bool, typer.Option(
         "--force", help="Promote even when the version's test figures are worse.")] = False,
     tracking_uri: TrackingUri = None,
@@ -95,10 +96,12 @@ def _figure(text: str | None) -> float | None:
 @models_app.command("import")
 @reports_errors
 def import_command(
-    folder: Annotated[Path, typer.Argument(help="Model folder (weights.pt + mmx_model.json).",
-                                           exists=True, file_okay=False)],
-    name: Annotated[str, typer.Option(help="Registered model name.")] = "mmx",
-    alias: Annotated[str | None, typer.Option(help="Alias to give the new version.")] = None,
+    folder: Annotated[Path, typer.Argument(
+        metavar="DIR", help="Model folder (weights.pt + mmx_model.json).", exists=True,
+        file_okay=False)],
+    name: Annotated[str, typer.Option(metavar="NAME", help="Registered model name.")] = "mmx",
+    alias: Annotated[str | None, typer.Option(
+        metavar="ALIAS", help="Alias to give the new version.")] = None,
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Register a model folder, one trained elsewhere for instance, as a new version."""
@@ -111,22 +114,35 @@ def import_command(
 
 
 def ui_command(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.", min=1, max=65535)] = 5000,
+    port: Annotated[int, typer.Option(
+        metavar="PORT", help="Port on 127.0.0.1.", min=1, max=65535)] = 5000,
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Open the MLflow UI on 127.0.0.1 for the project's store (compare runs side by side)."""
+    import os
     import subprocess
     import sys
 
-    from mmx.tracking.store import artifact_root, default_tracking_uri
+    from mmx.tracking.store import (
+        artifact_root,
+        default_tracking_uri,
+        experiment_id,
+        relocate_store,
+        ui_url,
+    )
 
     uri = tracking_uri or default_tracking_uri()
+    relocate_store(uri)
     cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
            "--workers", "1", "--backend-store-uri", uri]
     if artifact_root(uri):
         cmd += ["--default-artifact-root", artifact_root(uri)]
-    typer.echo(f"MLflow UI on http://127.0.0.1:{port} (store {uri}); Ctrl-C stops it", err=True)
-    raise typer.Exit(subprocess.call(cmd))
+    # MLflow's job runner (a consumer pool for GenAI scorers and judges) is not needed to
+    # browse runs and models: without it the UI is 2 processes instead of 10.
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+    page = ui_url(f"http://127.0.0.1:{port}", experiment_id(uri))
+    typer.echo(f"MLflow UI of {uri} (Ctrl-C stops it); mmx runs: {page}", err=True)
+    raise typer.Exit(subprocess.call(cmd, env=env))
 
 
 def register(app: typer.Typer) -> None:

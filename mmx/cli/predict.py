@@ -78,44 +78,51 @@ class _Progress:
 @reports_errors
 def predict_command(
     paths: Annotated[list[str], typer.Argument(
+        metavar="PATH...",
         help="FITS files (.fits, .fits.fz, .fits.gz), file.fits[N] for one HDU, folders, "
              ".list files of paths.", show_default=False)],
     model: Annotated[str | None, typer.Option(
-        "--model", help="models:/NAME@ALIAS, models:/NAME/VERSION or a model folder "
-                        "(default: models:/mmx@production, else the release model)")] = None,
+        "--model", metavar="URI|DIR",
+        help="models:/NAME@ALIAS, models:/NAME/VERSION or a model folder "
+             "(default: models:/mmx@production, else the release model)")] = None,
     tracking_uri: Annotated[str | None, typer.Option(
-        "--tracking-uri", help="MLflow store of the registry (default: $MLFLOW_TRACKING_URI "
-                               "or the project's mlruns/mlflow.db)")] = None,
+        "--tracking-uri", metavar="URI",
+        help="MLflow store of the registry (default: $MLFLOW_TRACKING_URI "
+             "or the project's mlruns/mlflow.db)")] = None,
     prior: Annotated[list[str] | None, typer.Option(
-        "--prior", help="Expected class proportion CLS=VALUE in (0, 1), repeatable "
-                        "(default: the class table's; see `mmx classes`)")] = None,
+        "--prior", metavar="CLS=P",
+        help="Expected class proportion CLS=VALUE in (0, 1), repeatable "
+             "(default: the class table's; see `mmx classes`)")] = None,
     no_prior: Annotated[bool, typer.Option(
         "--no-prior", help="Output the network's posteriors without prior correction.")] = False,
     threshold: Annotated[list[str] | None, typer.Option(
-        "--threshold", help="Probability threshold CLS=VALUE in [0, 1] for binary/bitmask, "
-                            "repeatable (default: the model's calibrated thresholds, else "
-                            "the class table's)")] = None,
+        "--threshold", metavar="CLS=T",
+        help="Probability threshold CLS=VALUE in [0, 1] for binary/bitmask, "
+             "repeatable (default: the model's calibrated thresholds, else "
+             "the class table's)")] = None,
     mode: Annotated[_Mode, typer.Option(
         "--mode", help="prob: float32 planes; prob8: uint8 planes (BSCALE=1/255); binary: "
                        "0/1 planes; bitmask: one int32 MaxiMask-compatible bit mask.",
         case_sensitive=False)] = _Mode.bitmask,
     classes: Annotated[str | None, typer.Option(
-        "--classes", help="Comma-separated classes to output, e.g. CR,TRL (default: all)")] = None,
+        "--classes", metavar="CLS,...",
+        help="Comma-separated classes to output, e.g. CR,TRL (default: all)")] = None,
     out_dir: Annotated[Path | None, typer.Option(
-        "--out-dir", help="Folder for the masks (default: next to each input)",
+        "--out-dir", metavar="DIR", help="Folder for the masks (default: next to each input)",
         file_okay=False)] = None,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Replace existing masks (inputs are never replaced).")] = False,
     preview: Annotated[bool, typer.Option(
         "--preview", help="Also write a PNG of each image with its masks overlaid.")] = False,
     batch_size: Annotated[int, typer.Option(
-        "--batch-size", min=1, help="Tiles per network pass.")] = 2,
+        "--batch-size", min=1, metavar="N", help="Tiles per network pass.")] = 2,
     threads: Annotated[int | None, typer.Option(
-        "--threads", min=1, help="CPU threads (default: torch's choice, the physical "
+        "--threads", min=1, metavar="N", help="CPU threads (default: torch's choice, the physical "
                                  "cores)")] = None,
     device: Annotated[str, typer.Option(
-        "--device", help="Where the network runs: auto (a CUDA GPU when torch sees one, else "
-                         "the CPU), cpu, cuda or cuda:N.")] = "auto",
+        "--device", metavar="DEVICE",
+        help="Where the network runs: auto (a CUDA GPU when torch sees one, else "
+             "the CPU), cpu, cuda or cuda:N.")] = "auto",
     compress: Annotated[bool, typer.Option(
         "--compress", help="Tile-compress the masks (PLIO_1 for the bit mask, lossless "
                            "GZIP_2 for planes); a primary image's mask goes to HDU 1.")] = False,
@@ -124,8 +131,9 @@ def predict_command(
                         "pixels, hot/dead columns and trails (CR, HP, HCL, DCL, TRL) replaced "
                         "by the median of good neighbours.")] = False,
     precision: Annotated[str, typer.Option(
-        "--precision", help="Convolution arithmetic: auto (bfloat16 where the CPU has it), "
-                            "float32 or bfloat16.")] = "auto",
+        "--precision", metavar="auto|float32|bfloat16",
+        help="Convolution arithmetic: auto (bfloat16 where the CPU has it), "
+             "float32 or bfloat16.")] = "auto",
     skip_existing: Annotated[bool, typer.Option(
         "--skip-existing", help="Keep masks already made by the same model and options "
                                 "(their MMXFPRNT key) and skip their inputs: resumes a "
@@ -134,15 +142,18 @@ def predict_command(
         "--all-hdus", help="Also mask data-quality, error, variance and weight HDUs (DQ, ERR, "
                            "VAR, WHT...), which are otherwise copied unmasked.")] = False,
     jobs: Annotated[int | None, typer.Option(
-        "--jobs", min=1, help="Mask files in N local worker processes (a Dask LocalCluster); "
-                              "--threads is then per process.")] = None,
+        "--jobs", min=1, metavar="N",
+        help="Mask files in N local worker processes (a Dask LocalCluster); "
+             "--threads is then per process.")] = None,
     scheduler: Annotated[str | None, typer.Option(
-        "--scheduler", help="Send the files to the Dask cluster of this scheduler "
-                            "(tcp://HOST:PORT); workers need mmx and the same file paths.",
+        "--scheduler", metavar="ADDRESS",
+        help="Send the files to the Dask cluster of this scheduler "
+             "(tcp://HOST:PORT); workers need mmx and the same file paths.",
         show_default=False)] = None,
     log: Annotated[Path | None, typer.Option(
-        "--log", help="Run log, one JSON line per input (default: mmx-predict-<time>-<pid>"
-                      ".jsonl in --out-dir, else the folder of the outputs).",
+        "--log", metavar="FILE",
+        help="Run log, one JSON line per input (default: mmx-predict-<time>-<pid>"
+             ".jsonl in --out-dir, else the folder of the outputs).",
         dir_okay=False)] = None,
 ) -> None:
     """Write contaminant masks (<name>.mask.fits) for FITS images."""

@@ -20,19 +20,21 @@ _DEFAULT_PARAMS = Path("params.yaml")
 @surveys_app.command("simulate")
 @reports_errors
 def simulate_command(
-    out: Annotated[Path, typer.Option(help="Root folder; files go to OUT/<instrument>/.")]
-    = Path("data"),
+    out: Annotated[Path, typer.Option(
+        metavar="PATH", help="Root folder; files go to OUT/<instrument>/.")] = Path("data"),
     params: Annotated[Path | None, typer.Option(
+        metavar="FILE",
         help="params.yaml whose `survey:` section to use [default: ./params.yaml if "
              "present, else the built-in survey].")] = None,
-    seed: Annotated[int | None, typer.Option(help="Master seed (overrides survey.seed).")]
-    = None,
+    seed: Annotated[int | None, typer.Option(
+        metavar="SEED", help="Master seed (overrides survey.seed).")] = None,
     exposures: Annotated[int | None, typer.Option(
+        metavar="N",
         help="Exposures per instrument (overrides survey.exposures_per_instrument).")] = None,
     ccds: Annotated[int | None, typer.Option(
-        help="CCDs per exposure (overrides survey.ccds_per_exposure).")] = None,
+        metavar="N", help="CCDs per exposure (overrides survey.ccds_per_exposure).")] = None,
     instruments: Annotated[str | None, typer.Option(
-        help="Comma-separated instruments to simulate, e.g. DECam,MegaCam,HSC "
+        metavar="NAME,...", help="Comma-separated instruments to simulate, e.g. DECam,MegaCam,HSC "
              "[default: those of the survey section].")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing files.")] = False,
 ) -> None:
@@ -81,12 +83,12 @@ def profiles_command() -> None:
 @surveys_app.command("preview")
 @reports_errors
 def preview_command(
-    file: Annotated[Path, typer.Argument(help="Simulated (or any) FITS exposure.")],
-    out: Annotated[Path, typer.Option(help="PNG to write.")],
-    hdu: Annotated[int, typer.Option(help="Image HDU to show.", min=0)] = 1,
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="Simulated (or any) FITS exposure.")],
+    out: Annotated[Path, typer.Option(metavar="PATH", help="PNG to write.")],
+    hdu: Annotated[int, typer.Option(metavar="N", help="Image HDU to show.", min=0)] = 1,
     compare: Annotated[list[Path] | None, typer.Option(
-        help="Real frame to show alongside (repeatable).")] = None,
-    size: Annotated[int, typer.Option(help="Crop side [px].", min=16)] = 512,
+        metavar="FILE", help="Real frame to show alongside (repeatable).")] = None,
+    size: Annotated[int, typer.Option(metavar="PX", help="Crop side [px].", min=16)] = 512,
 ) -> None:
     """Write a PNG of a simulated CCD next to real frames, at the same asinh stretch."""
     from mmx.surveys.preview import preview_exposure

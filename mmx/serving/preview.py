@@ -1,5 +1,6 @@
-"""A PNG for a person: the image (asinh stretch) with each class's mask in its own colour.
+"""A PNG for a person: the image (asinh stretch) beside the same with its masks in colour.
 
+The raw panel shows what the overlay hides.
 Large images are reduced by an integer factor for display: the image by block mean (no-data
 pixels left out), the masks by block maximum, so a one-pixel cosmic ray stays visible.
 The legend gives each class's name and the fraction of pixels it flags.
@@ -67,10 +68,10 @@ def render_preview(
     *,
     nodata: np.ndarray | None = None,
     title: str = "",
-    max_side: int = 1600,
+    max_side: int = 1200,
     dpi: int = 100,
 ) -> Path:
-    """Write a PNG of ``image`` with ``masks`` overlaid in class colours and a legend.
+    """Write a PNG of ``image`` as it is (left) and with ``masks`` overlaid (right), with a legend.
 
     Parameters
     ----------
@@ -86,7 +87,7 @@ def render_preview(
     title : str
         Title above the image.
     max_side : int
-        Longest side of the displayed image in pixels; larger images are reduced.
+        Longest side of each displayed panel in pixels; larger images are reduced.
     dpi : int
         Resolution of the PNG.
 
@@ -132,12 +133,15 @@ def render_preview(
         handles.append(Patch(facecolor=NODATA_COLOR, edgecolor="grey",
                              label=f"no data ({np.mean(nodata):.3%})"))
     h, w = rgb.shape[:2]
-    fig = Figure(figsize=(max(4.0, w / dpi), max(3.0, h / dpi)))
-    ax = fig.add_axes((0.0, 0.0, 1.0, 0.94))
+    fig = Figure(figsize=(max(8.0, 2 * w / dpi), max(3.0, h / dpi)))
+    raw, ax = fig.add_axes((0.0, 0.0, 0.49, 0.94)), fig.add_axes((0.51, 0.0, 0.49, 0.94))
+    raw.imshow(shown, origin="lower", interpolation="nearest", cmap="gray", vmin=0.0, vmax=1.0)
     ax.imshow(rgb, origin="lower", interpolation="nearest")
-    ax.set_axis_off()
-    scale = f" (shown reduced {f}x)" if f > 1 else ""
-    ax.set_title(f"{title}{scale}", fontsize=9)
+    scale = f", shown reduced {f}x" if f > 1 else ""
+    raw.set_title(f"{title} (image{scale})", fontsize=9)
+    ax.set_title("masks", fontsize=9)
+    for a in (raw, ax):
+        a.set_axis_off()
     if handles:  # outside the image, on the right; the saved bounding box includes it
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
                   frameon=False)

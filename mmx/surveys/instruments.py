@@ -97,6 +97,9 @@ class Instrument:
         Log-normal scatter of the seeing [dex].
     psf_beta : float
         Moffat index of the PSF core.
+    psf_obscuration : float or None
+        Central obscuration of a diffraction-limited (space) pupil: the PSF core is an
+        Airy pattern with rings; ``None`` (ground): a Moffat core.
     flat_pixel_rms : float
         Pixel-to-pixel response non-uniformity (fractional rms).
     flat_large_scale : float
@@ -144,6 +147,7 @@ class Instrument:
     rotates_pupil: bool
     ccd_gap: tuple[int, int] = field(default=(100, 100))
     site_altitude: float = 0.0
+    psf_obscuration: float | None = None
 
     @property
     def saturate(self) -> int:
@@ -362,6 +366,7 @@ _SPACE = Instrument(
     rotates_pupil=True,
     ccd_gap=(40, 40),
     site_altitude=540_000.0,
+    psf_obscuration=0.33,
 )
 
 INSTRUMENTS: Mapping[str, Instrument] = MappingProxyType(

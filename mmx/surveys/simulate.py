@@ -37,6 +37,7 @@ from mmx.surveys.scene import (
     Psf,
     draw_seeing,
     galaxy_catalog,
+    large_galaxy_catalog,
     render_sources,
     star_catalog,
 )
@@ -67,6 +68,9 @@ DEFAULT_SURVEY: dict = {
     "star_bright": 9.5,
     "galaxy_density": 40000.0,
     "galaxy_bright": 15.0,
+    "galaxy_knots": [0.0, 0.4],
+    "large_galaxies": 0.3,
+    "large_galaxy_size": [15.0, 90.0],
     "depth_margin": 1.5,
     "moon": [0.0, 1.0],
     "airmass": [1.0, 1.6],
@@ -103,6 +107,9 @@ class SurveyConfig:
     star_bright: float
     galaxy_density: float
     galaxy_bright: float
+    galaxy_knots: tuple[float, float]
+    large_galaxies: float
+    large_galaxy_size: tuple[float, float]
     depth_margin: float
     moon: tuple[float, float]
     airmass: tuple[float, float]
@@ -315,6 +322,9 @@ def survey_config(config: Mapping | None = None) -> SurveyConfig:
         star_bright=star_bright,
         galaxy_density=float(_number(cfg, "galaxy_density", low=0)),
         galaxy_bright=galaxy_bright,
+        galaxy_knots=_range(cfg, "galaxy_knots", low=0.0, high=1.0),
+        large_galaxies=float(_number(cfg, "large_galaxies", low=0)),
+        large_galaxy_size=_range(cfg, "large_galaxy_size", low=1.0, high=3600.0),
         depth_margin=float(_number(cfg, "depth_margin")),
         moon=_range(cfg, "moon", low=0.0, high=5.0),
         airmass=_range(cfg, "airmass", low=1.0, high=3.0),
@@ -553,17 +563,22 @@ def simulate_ccd(plan: ExposurePlan, ccdnum: int, config: SurveyConfig, *,
     ny, nx = shape
     rng = np.random.default_rng([plan.seed, _stable_id(inst.name), plan.index, ccdnum])
     fwhm_px = plan.seeing / inst.pixel_scale
-    psf = Psf(fwhm=fwhm_px, beta=inst.psf_beta, e1=plan.psf_e1, e2=plan.psf_e2)
+    psf = Psf(fwhm=fwhm_px, beta=inst.psf_beta, e1=plan.psf_e1, e2=plan.psf_e2,
+              obscuration=inst.psf_obscuration)
     sky = _sky_electrons(plan)
     faint = _depth(plan, sky, fwhm_px) + config.depth_margin
 
     stars = star_catalog(shape, pixel_scale=inst.pixel_scale, density=plan.star_density,
                          slope=config.star_slope, bright=config.star_bright, faint=faint,
                          rng=rng)
+    colour = _GALAXY_COLOUR.get(plan.band.name, 0.0)
     galaxies = galaxy_catalog(shape, pixel_scale=inst.pixel_scale,
-                              density=config.galaxy_density,
-                              colour=_GALAXY_COLOUR.get(plan.band.name, 0.0),
-                              bright=config.galaxy_bright, faint=faint, rng=rng)
+                              density=config.galaxy_density, colour=colour,
+                              bright=config.galaxy_bright, faint=faint, rng=rng,
+                              knot_fraction=config.galaxy_knots)
+    galaxies += large_galaxy_catalog(shape, pixel_scale=inst.pixel_scale,
+                                     mean=config.large_galaxies,
+                                     size=config.large_galaxy_size, colour=colour, rng=rng)
     for cat in (stars, galaxies):
         cat.flux = plan.exptime * 10.0 ** (0.4 * (plan.zero_point - cat.mag))
 
@@ -572,7 +587,8 @@ def simulate_ccd(plan: ExposurePlan, ccdnum: int, config: SurveyConfig, *,
     yy = np.linspace(-0.5, 0.5, ny)[:, None]
     xx = np.linspace(-0.5, 0.5, nx)[None, :]
     image = sky * (1.0 + gy * yy + gx * xx)  # (ny, nx) float64, writable
-    rendered = render_sources(image, stars, galaxies, psf, sky_sigma=_sky_sigma(plan, sky))
+    rendered = render_sources(image, stars, galaxies, psf, sky_sigma=_sky_sigma(plan, sky),
+                              rng=rng)
 
     oy, ox, radius = _layout(inst, shape, ccdnum)
     area_fraction = (ny * nx) / (inst.ccd_shape[0] * inst.ccd_shape[1])

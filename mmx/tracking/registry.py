@@ -33,6 +33,7 @@ from mmx.tracking.store import (
     REGISTERED_MODEL,
     artifact_root,
     default_tracking_uri,
+    relocate_store,
 )
 
 __all__ = [
@@ -85,6 +86,7 @@ def _client(tracking_uri: str | None):
     uri = tracking_uri or default_tracking_uri()
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        relocate_store(uri)
     for noisy in ("mlflow.store.db.utils", "alembic.runtime.migration"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -399,6 +401,7 @@ def _from_registry(spec: str, tracking_uri: str | None) -> ModelPackage:
     """
     uri = tracking_uri or default_tracking_uri()
     name, version, alias = _parse_models_uri(spec)
+    relocate_store(uri)
     record = _read_version_sqlite(uri, name, version, alias)
     if record is False:
         _not_found(spec, uri, name)

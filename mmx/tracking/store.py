@@ -3,18 +3,28 @@
 The project's store is a sqlite database ``mlruns/mlflow.db`` with artifacts under
 ``mlruns/artifacts`` at the project root (the folder holding ``dvc.yaml``).
 ``MLFLOW_TRACKING_URI`` overrides it, as everywhere in MLflow.
+
+MLflow records absolute artifact paths. :func:`relocate_store` lets a project folder be
+moved or copied: when a sqlite store finds itself away from the folder its paths name, it
+points them at the ``artifacts`` folder beside it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import sqlite3
 import subprocess
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 __all__ = [
     "project_root",
     "default_tracking_uri",
     "artifact_root",
+    "relocate_store",
+    "experiment_id",
+    "ui_url",
     "git_commit",
     "data_hash",
     "EXPERIMENT_NAME",
@@ -26,6 +36,13 @@ __all__ = [
 EXPERIMENT_NAME = "mmx"
 REGISTERED_MODEL = "mmx"
 PRODUCTION_ALIAS = "production"
+
+log = logging.getLogger(__name__)
+
+#: columns of MLflow's sqlite schema that hold artifact locations
+_LOCATION_COLUMNS = (("experiments", "artifact_location"), ("runs", "artifact_uri"),
+                     ("logged_models", "artifact_location"),
+                     ("model_versions", "storage_location"), ("model_versions", "source"))
 
 
 def mark_training_experiment(client, experiment_id: str) -> None:
@@ -64,6 +81,95 @@ def artifact_root(tracking_uri: str) -> str | None:
         return None
     db = Path(tracking_uri.removeprefix("sqlite:///"))
     return (db.parent / "artifacts").resolve().as_uri()
+
+
+def _recorded_store_folder(con: sqlite3.Connection) -> Path | None:
+    """The store folder the paths were written for: the parent of an ``.../artifacts`` root."""
+    for (location,) in con.execute("SELECT artifact_location FROM experiments"):
+        path = Path(unquote(urlparse(location or "").path))
+        if path.name == "artifacts":
+            return path.parent
+    return None
+
+
+def relocate_store(tracking_uri: str) -> int:
+    """Point a moved or copied sqlite store's artifact paths at the folder it now sits in.
+
+    The store's folder is recorded in its experiments' artifact roots (``<folder>/artifacts``,
+    :func:`artifact_root`). When that differs from the folder of the database file, every
+    location under the old folder (experiments, runs, logged models, model versions) is
+    rewritten under the new one, in one transaction. A store that has not moved, a
+    read-only one, or another backend is left as it is.
+
+    Returns
+    -------
+    int
+        Locations rewritten (0 when nothing moved).
+    """
+    if not tracking_uri.startswith("sqlite:///"):
+        return 0
+    db = Path(tracking_uri.removeprefix("sqlite:///"))
+    if not db.is_file() or not os.access(db, os.W_OK):
+        return 0
+    here = db.resolve().parent
+    try:
+        with sqlite3.connect(db, timeout=30) as con:
+            old = _recorded_store_folder(con)
+            if old is None or old == here or not (here / "artifacts").is_dir():
+                return 0
+            prefixes = ((old.as_uri(), here.as_uri()), (str(old), str(here)))
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+            changed = 0
+            for table, column in _LOCATION_COLUMNS:
+                if table not in tables:
+                    continue
+                rows = con.execute(f"SELECT rowid, {column} FROM {table}").fetchall()
+                for rowid, value in rows:
+                    for before, after in prefixes:
+                        if isinstance(value, str) and (value == before
+                                                       or value.startswith(before + "/")):
+                            con.execute(f"UPDATE {table} SET {column} = ? WHERE rowid = ?",
+                                        (after + value[len(before):], rowid))
+                            changed += 1
+                            break
+    except sqlite3.Error as exc:
+        log.warning("MLflow store %s moved from %s but its paths could not be updated: %s",
+                    db, old, exc)
+        return 0
+    log.info("MLflow store moved from %s to %s: %d artifact locations updated", old, here,
+             changed)
+    return changed
+
+
+def experiment_id(tracking_uri: str, name: str = EXPERIMENT_NAME) -> str | None:
+    """Id of experiment ``name`` in a sqlite store, read with ``sqlite3`` (None if absent)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    db = Path(tracking_uri.removeprefix("sqlite:///"))
+    if not db.is_file():
+        return None
+    try:
+        with sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True) as con:
+            row = con.execute("SELECT experiment_id FROM experiments WHERE name = ?",
+                              (name,)).fetchone()
+    except sqlite3.Error:
+        return None
+    return None if row is None else str(row[0])
+
+
+def ui_url(base: str, experiment: str | None, run_id: str | None = None) -> str:
+    """MLflow UI page of the experiment's runs (model-training view, best test figure first).
+
+    With ``run_id``: that run's metric charts. MLflow 3 opens its GenAI view unless the
+    URL asks for ``workflowType=machine_learning``.
+    """
+    if experiment is None:
+        return base
+    view = "workflowType=machine_learning"
+    if run_id is not None:
+        return f"{base}/#/experiments/{experiment}/runs/{run_id}/model-metrics?{view}"
+    order = "orderByKey=metrics.%60test.mean.tpr_at_fpr_1e-3%60&orderByAsc=false"
+    return f"{base}/#/experiments/{experiment}/runs?{view}&{order}"
 
 
 def git_commit(root: str | Path | None = None) -> str:
