@@ -1,5 +1,6 @@
 # The two commands of the README: `make run` (whole pipeline) and `make test`.
 # Both create or refresh .venv first; that step is a no-op when pyproject.toml is unchanged.
+# `make lint` (CI runs it first): ruff, then mypy on the folders pyproject.toml's [tool.mypy] lists.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -28,6 +29,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check mmx pipelines tests benchmarks
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/predict_speed.py

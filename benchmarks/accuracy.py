@@ -154,7 +154,7 @@ def assemble_frames(
 
     Parameters
     ----------
-    samples : sequence of mmx.shards.Sample
+    samples : sequence of mmx.io.shards.Sample
         Cutouts of one shape with truth bits, ignore plane and record.
     rng : numpy.random.Generator
         For the filler noise.
@@ -296,7 +296,7 @@ def tpr_at_purity(tpr: np.ndarray, purity: np.ndarray, level: float) -> float:
 
 
 def _curves(n_classes: int, thresholds: Sequence[float]):
-    from mmx.metrics import ClassCurves
+    from mmx.training.metrics import ClassCurves
 
     return ClassCurves(n_classes=n_classes, thresholds=list(thresholds),
                        fpr_points=FPR_POINTS)
@@ -385,7 +385,7 @@ def _read_probs(tool: Tool, path: Path) -> tuple[np.ndarray, tuple[str, ...]]:
 def make_tools(*, model: str, peers: dict[str, Peer], maximask_batch: int = 8) -> list[Tool]:
     """The tools compared, with their default thresholds and command lines."""
     from mmx.classes import ABBREVIATIONS, CLASSES
-    from mmx.registry import resolve_model
+    from mmx.tracking.registry import resolve_model
 
     defaults = {c.abbr: c.threshold for c in CLASSES}
     # mmx's default operating point: the model's calibrated thresholds, as `mmx predict` uses
@@ -511,7 +511,7 @@ def _plot_roc(results: dict[str, dict], tools: list[Tool], path: Path, *,
     import matplotlib.pyplot as plt
 
     from mmx.classes import ABBREVIATIONS
-    from mmx.display import save_png
+    from mmx.io.display import save_png
 
     fig, axes = plt.subplots(4, 4, figsize=(14, 13))
     for ax, abbr in zip(axes.ravel(), ABBREVIATIONS, strict=False):
@@ -551,7 +551,7 @@ def _plot_purity(curves: dict[str, dict], points: dict[str, dict], path: Path) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mmx.display import save_png
+    from mmx.io.display import save_png
 
     fig, ax = plt.subplots(figsize=(6, 5))
     for key, res in curves.items():
@@ -578,7 +578,7 @@ def _plot_disagreement(image: np.ndarray, ref: np.ndarray, pred: np.ndarray, lab
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mmx.display import asinh_stretch, save_png
+    from mmx.io.display import asinh_stretch, save_png
 
     windows = disagreement_windows(pred, ref, size=size, n=n)
     if not windows:
@@ -618,7 +618,7 @@ def _plot_saturation(image: np.ndarray, plateau: np.ndarray, sat: dict[str, np.n
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mmx.display import asinh_stretch, save_png
+    from mmx.io.display import asinh_stretch, save_png
 
     ys, xs = np.nonzero(plateau)
     pad = 40
@@ -652,8 +652,8 @@ def _random_model(folder: Path) -> Path:
     import yaml
 
     from mmx.classes import CLASSES
-    from mmx.model_package import ModelMeta, save_package
-    from mmx.nets import build_network, receptive_field_margin
+    from mmx.model.nets import build_network, receptive_field_margin
+    from mmx.model.package import ModelMeta, save_package
 
     cfg = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]
     priors = {c.abbr: c.maximask_prior for c in CLASSES}
@@ -683,7 +683,7 @@ def _choose_model(spec: str | None, work: Path) -> tuple[str, str]:
                         "for mmx", default, folder)
             return str(folder), ("**random-weight model of the default architecture "
                                  "(no trained model existed): mmx figures are meaningless**")
-    from mmx.registry import resolve_model
+    from mmx.tracking.registry import resolve_model
 
     package = resolve_model(spec)
     meta = package.meta
@@ -784,7 +784,7 @@ def setup_tools(args: argparse.Namespace, work: Path) -> tuple[list[Tool], str]:
 def main(argv: list[str] | None = None) -> int:
     """Command line of the benchmark."""
     from benchmarks.real_skies import real_sky_section
-    from mmx.hardware import cpu_info
+    from mmx.model.hardware import cpu_info
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_tool_arguments(parser)
@@ -818,7 +818,7 @@ def main(argv: list[str] | None = None) -> int:
     md += ["#" + line if line.startswith("#") else line for line in real]
 
     # ---- synthesized test set: second, in-distribution
-    from mmx.shards import ShardSet
+    from mmx.io.shards import ShardSet
 
     results: dict[str, dict] = {}
     try:
@@ -912,7 +912,8 @@ def _test_section(frames: list[TestFrame], test, tools: list[Tool], results: dic
               "and thresholds (MaxiMask's table; mmx's calibrated on its validation split); "
               "deepCR at threshold 0.5 (its default); astroscrappy with "
               "its defaults and each frame's gain, read noise and saturation level. TPR at "
-              "FPR = 1e-3 / 1e-4 and AUC from 2000 logit bins (`mmx.metrics.ClassCurves`).",
+              "FPR = 1e-3 / 1e-4 and AUC from 2000 logit bins "
+              "(`mmx.training.metrics.ClassCurves`).",
               ""]
     probabilistic = [t for t in tools if t.key in results]
     multi = [t for t in probabilistic if len(t.classes) > 1]

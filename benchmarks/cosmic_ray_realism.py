@@ -23,7 +23,7 @@ import numpy as np
 from astropy.io import fits
 from scipy import ndimage
 
-from mmx.contaminants import inject_cosmic_rays
+from mmx.synthesis.contaminants import inject_cosmic_rays
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "real"
@@ -100,7 +100,7 @@ def main(rate: float = 1.6, thickness_um: float = 10.0, worm_fraction: float = 0
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mmx.display import asinh_stretch, save_png
+    from mmx.io.display import asinh_stretch, save_png
 
     fig, axes = plt.subplots(2, 3, figsize=(13, 8))
     for ax, key, bins in zip(axes[0], ("pixels", "length", "peak_snr"),

@@ -53,7 +53,7 @@ def main() -> None:
         raise SystemExit("no chromium on PATH: apt-get install chromium")
     import mlflow
 
-    from mmx.tracking import EXPERIMENT_NAME, default_tracking_uri, ui_url
+    from mmx.tracking.store import EXPERIMENT_NAME, default_tracking_uri, ui_url
 
     client = mlflow.MlflowClient(tracking_uri=default_tracking_uri(ROOT))
     exp = client.get_experiment_by_name(EXPERIMENT_NAME)

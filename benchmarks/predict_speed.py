@@ -11,15 +11,15 @@ MaxiMask (``pip install maximask`` in a separate venv; it pulls TensorFlow) runs
 of the same frame when ``--maximask-venv`` points to that venv, in its single bit-mask
 mode, as mmx does by default; it is skipped with a note when the venv is absent.
 
-It first prints the machine (CPU model, vector extensions, native bf16: ``mmx.hardware``)
-and the arithmetic path ``auto`` takes there (:func:`mmx.runtimes.choose_path`), then times
+It first prints the machine (CPU model, vector extensions, native bf16: ``mmx.model.hardware``)
+and the arithmetic path ``auto`` takes there (:func:`mmx.serving.runtimes.choose_path`), then times
 start-up on its own: ``mmx predict`` on a 64x64 frame through ``models:/mmx@production`` of
 a temporary sqlite store (first call fills the model cache, then warm calls), through a
 model folder, and ``import torch`` alone. ``--paths`` also runs the frame once per forced
 path (PyTorch float32/bfloat16, ONNX Runtime float32/int8). ``--mef N`` measures peak
 memory on an N-CCD exposure of the frame's size.
 
-``--ablation`` additionally times the :class:`mmx.inference.Predictor` in this process
+``--ablation`` additionally times the :class:`mmx.serving.inference.Predictor` in this process
 with each CPU optimisation switched off in turn, to show what each step buys.
 
 Run ``python benchmarks/predict_speed.py --help``; see ``benchmarks/README.md``.
@@ -80,8 +80,8 @@ def make_model(folder: Path, *, tile: int = 512) -> Path:
     import torch
 
     from mmx.classes import CLASSES
-    from mmx.model_package import ModelMeta, save_package
-    from mmx.nets import build_network, receptive_field_margin
+    from mmx.model.nets import build_network, receptive_field_margin
+    from mmx.model.package import ModelMeta, save_package
 
     torch.manual_seed(0)
     net = build_network("unet", n_classes=len(CLASSES)).eval()
@@ -95,11 +95,11 @@ def make_model(folder: Path, *, tile: int = 512) -> Path:
 def _ablation(frame: Path, model: Path, *, threads: int | None, batch_size: int) -> None:
     import torch
 
-    from mmx.fitsio import read_images
-    from mmx.inference import Predictor
-    from mmx.model_package import load_package
-    from mmx.normalize import normalize_image
-    from mmx.runtimes import bf16_supported, onnxruntime_available
+    from mmx.io.fitsio import read_images
+    from mmx.model.package import load_package
+    from mmx.serving.inference import Predictor
+    from mmx.serving.runtimes import bf16_supported, onnxruntime_available
+    from mmx.sky.normalize import normalize_image
 
     image = read_images(frame)[0].data
     package = load_package(model)
@@ -140,8 +140,8 @@ def _machine() -> str:
     import onnxruntime
     import torch
 
-    from mmx.hardware import cpu_info
-    from mmx.runtimes import choose_path
+    from mmx.model.hardware import cpu_info
+    from mmx.serving.runtimes import choose_path
 
     runtime, precision = choose_path()
     return (f"machine: {cpu_info().describe()}\n"
@@ -151,7 +151,7 @@ def _machine() -> str:
 
 def _startup(work: Path, model: Path, *, repeat: int) -> list[tuple[str, object]]:
     """Wall time of ``mmx predict`` on a 64x64 frame: registry (cold, warm), folder; torch."""
-    from mmx.registry import promote, register_package
+    from mmx.tracking.registry import promote, register_package
 
     small = work / "small.fits"
     make_frame(small, shape=(64, 64), seed=3)

@@ -15,7 +15,7 @@ every output before anything is counted.
    clean stage cleans a training frame: the contaminants already in it are repaired and
    their pixels join an *ignore* plane (with, where the frame has them, the L.A.Cosmic
    mask, the located hot columns, and flat plateaus of identical values), which no count
-   includes. Contaminants are then injected with :func:`mmx.synthesis.synthesize_sample`
+   includes. Contaminants are then injected with :func:`mmx.synthesis.injection.synthesize_sample`
    and the ``synthesize`` section of params.yaml, ``--draws`` times per frame, each draw
    from ``numpy.random.default_rng(SeedSequence([seed, frame_index, draw]))``
    (:func:`inject`). Per class, pooled over frames and draws: TPR at FPR 1e-3 and 1e-4,
@@ -232,7 +232,7 @@ def flat_plateaus(image: np.ndarray, *, sky: np.ndarray, noise: np.ndarray,
 
 
 def frame_sample(ccd, *, config, record: dict, ignore: np.ndarray | None = None):
-    """A whole cleaned frame as one clean :class:`~mmx.shards.Sample`.
+    """A whole cleaned frame as one clean :class:`~mmx.io.shards.Sample`.
 
     Labelled as the clean stage labels a cutout: SAT from the cleaning, BG/BBG by its
     rule, repaired pixels ignored.
@@ -249,8 +249,8 @@ def frame_sample(ccd, *, config, record: dict, ignore: np.ndarray | None = None)
         More pixels of unknown truth (a reference CR mask, located hot columns).
     """
     from mmx.classes import label_bit
-    from mmx.contaminants.background import label_background
-    from mmx.shards import Sample
+    from mmx.io.shards import Sample
+    from mmx.sky.background import label_background
 
     skip = ccd.cause > 0
     if ignore is not None:
@@ -279,7 +279,7 @@ def inject(sample, *, config, seed: int, frame_index: int, draw: int):
     The stream is ``numpy.random.default_rng(SeedSequence([seed, frame_index, draw]))``:
     one draw of one frame never depends on the others, nor on the order they run in.
     """
-    from mmx.synthesis import synthesize_sample
+    from mmx.synthesis.injection import synthesize_sample
 
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(frame_index),
                                                         int(draw)]))
@@ -484,7 +484,7 @@ def _params() -> dict:
 
 def _synthesis_config(params: dict):
     from mmx.cleaning.config import CleanConfig
-    from mmx.synthesis import SynthesisConfig
+    from mmx.synthesis.config import SynthesisConfig
 
     clean = CleanConfig.from_mapping(params.get("clean"))
     settings = dict(params.get("synthesize") or {})
@@ -498,7 +498,7 @@ def _load(real: Path, name: str, index: int, clean_config) -> Frame:
     from astropy.io import fits
 
     from mmx.cleaning.stage import _sky_planes, clean_ccd, merge_headers
-    from mmx.fitsio import open_fits
+    from mmx.io.fitsio import open_fits
 
     path = real / name
     with open_fits(path) as hdul:
@@ -946,7 +946,7 @@ def _plot_cr_overlay(image: np.ndarray, ref: np.ndarray, masks: dict[str, np.nda
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mmx.display import asinh_stretch, save_png
+    from mmx.io.display import asinh_stretch, save_png
 
     # the window of the frame with the most L.A.Cosmic and tool flags together
     total = ref.astype(np.int64) + sum(m.astype(np.int64) for m in masks.values())
@@ -987,7 +987,7 @@ def _plot_hot_columns(panels, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mmx.display import asinh_stretch, save_png
+    from mmx.io.display import asinh_stretch, save_png
 
     n_tools = max(len(f) for _, _, f in panels)
     fig, axes = plt.subplots(len(panels), 1 + n_tools, figsize=(3.2 * (1 + n_tools),
@@ -1139,7 +1139,7 @@ def _npix(path: Path) -> int:
 # ----------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     """Command line: the real-sky benchmark alone, report ``OUT/real_skies.md``."""
-    from mmx.hardware import cpu_info
+    from mmx.model.hardware import cpu_info
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_tool_arguments(parser)

@@ -1,7 +1,7 @@
 """How many 400x400 training images per second synthesis makes (single process).
 
 Uses the clean set at ``paths.clean`` when it exists, else fake clean cutouts
-(:func:`mmx.synthesis.demo_clean_samples`); the contaminant probabilities and ranges are
+(:func:`mmx.synthesis.demo.demo_clean_samples`); the contaminant probabilities and ranges are
 those of params.yaml. Run: ``.venv/bin/python benchmarks/synthesis_speed.py [N]``.
 """
 
@@ -16,8 +16,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from mmx.shards import ShardSet
-from mmx.synthesis import SPLITS, SynthesisConfig, demo_clean_samples, synthesize
+from mmx.io.shards import ShardSet
+from mmx.synthesis.config import SynthesisConfig
+from mmx.synthesis.demo import demo_clean_samples
+from mmx.synthesis.splits import SPLITS
+from mmx.synthesis.stage import synthesize
 
 ROOT = Path(__file__).resolve().parents[1]
 

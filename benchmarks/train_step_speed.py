@@ -15,8 +15,8 @@ import time
 
 import torch
 
-from mmx.hardware import cpu_info, training_precision
-from mmx.nets import build_network
+from mmx.model.hardware import cpu_info, training_precision
+from mmx.model.nets import build_network
 
 
 def step_seconds(bf16: bool, *, steps: int, batch: int, crop: int, seed: int = 0) -> float:

@@ -1,6 +1,6 @@
 """mmx: contaminant masks for astronomical images, and the MLOps system behind them.
 
-The public API (:mod:`mmx.api`) is loaded on first use, so ``import mmx`` stays light
+The public API (:mod:`mmx.serving.api`) is loaded on first use, so ``import mmx`` stays light
 (no torch, no astropy tables): ``from mmx import mask, Masker, clean_image``.
 """
 
@@ -18,7 +18,7 @@ def __getattr__(name: str):
         # importlib rather than ``from mmx import api``: the DVC stages import this package
         # but never use the API, so its modules are not part of their code dependencies
         # (tests/test_dvc_deps.py follows import statements).
-        return getattr(importlib.import_module("mmx.api"), name)
+        return getattr(importlib.import_module("mmx.serving.api"), name)
     raise AttributeError(f"module 'mmx' has no attribute {name!r}")
 
 

@@ -1,10 +1,10 @@
-"""Stage ``evaluate``: score the trained package on the test split (:mod:`mmx.evaluation`)."""
+"""Stage ``evaluate``: the trained package scored on the test split (mmx.training.evaluation)."""
 
 from __future__ import annotations
 
 import logging
 
-from mmx.evaluation import evaluate
+from mmx.training.evaluation import evaluate
 from pipelines.params import load_params, path
 
 __all__ = ["main"]

@@ -1,6 +1,6 @@
 """Stage `register`: the trained package becomes a registry version; promotion is gated.
 
-The new version always gets the ``candidate`` alias; :mod:`mmx.promotion` decides whether
+The new version always gets the ``candidate`` alias; :mod:`mmx.tracking.promotion` decides whether
 it also takes ``register.alias`` (``register.promote``: auto, always or never).
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import logging
 
-from mmx.promotion import register_and_gate
-from mmx.registry import KEY_METRIC
-from mmx.tracking import default_tracking_uri
+from mmx.tracking.promotion import register_and_gate
+from mmx.tracking.registry import KEY_METRIC
+from mmx.tracking.store import default_tracking_uri
 from pipelines.params import ROOT, path, section
 
 log = logging.getLogger("mmx.register")

@@ -3,7 +3,7 @@
 ``python -m pipelines.release --fit --steps 8000 --minutes 100`` trains with the ``train``
 section of params.yaml on the pipeline's synthesized splits (the same data path as the
 default model), with a longer step budget and a wall-clock cap, in its own checkpoint and
-model folders, tracked in MLflow; then :func:`mmx.releasing.make_release` calibrates,
+model folders, tracked in MLflow; then :func:`mmx.training.releasing.make_release` calibrates,
 scores and writes the package. Without ``--fit`` an existing package (``--model``,
 default ``paths.model``) is packaged; ``--recalibrate`` sets its thresholds anew from the
 ``train`` settings (``threshold_rule``, ``target_fpr``, ``class_target_fpr``).
@@ -15,9 +15,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from mmx.fit import train
-from mmx.registry import release_package_dir
-from mmx.releasing import make_release
+from mmx.tracking.registry import release_package_dir
+from mmx.training.fit import train
+from mmx.training.releasing import make_release
 from pipelines.params import ROOT, load_params, path, section
 
 __all__ = ["main"]

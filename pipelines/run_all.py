@@ -87,9 +87,9 @@ def ensure_release_registered() -> None:
     at least as good (``register.promote: auto``). Idempotent: a version whose weights have
     the release's SHA-256 is not registered twice.
     """
-    from mmx.model_package import weights_sha256
-    from mmx.registry import list_versions, promote, register_package, release_package_dir
-    from mmx.tracking import PRODUCTION_ALIAS, default_tracking_uri
+    from mmx.model.package import weights_sha256
+    from mmx.tracking.registry import list_versions, promote, register_package, release_package_dir
+    from mmx.tracking.store import PRODUCTION_ALIAS, default_tracking_uri
 
     release = release_package_dir()
     if not (release / "mmx_model.json").is_file():

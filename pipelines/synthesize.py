@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 
 from mmx.cleaning.config import CleanConfig
-from mmx.shards import ShardSet
-from mmx.synthesis import SPLITS, SynthesisConfig, synthesize
+from mmx.io.shards import ShardSet
+from mmx.synthesis.config import SynthesisConfig
+from mmx.synthesis.splits import SPLITS
+from mmx.synthesis.stage import synthesize
 from pipelines.params import path, section
 
 

@@ -1,10 +1,10 @@
-"""Stage ``train``: fit the network on the training split (:func:`mmx.fit.train`)."""
+"""Stage ``train``: fit the network on the training split (:func:`mmx.training.fit.train`)."""
 
 from __future__ import annotations
 
 import logging
 
-from mmx.fit import train
+from mmx.training.fit import train
 from pipelines.params import ROOT, load_params, path
 
 __all__ = ["main"]

@@ -43,9 +43,9 @@ def tiny_package(tmp_path_factory):
     def make(seed: int) -> Path:
         import torch
 
-        from mmx import nets
         from mmx.classes import CLASSES
-        from mmx.model_package import ModelMeta, save_package
+        from mmx.model import nets
+        from mmx.model.package import ModelMeta, save_package
 
         torch.manual_seed(seed)
         kwargs = {"widths": [4, 8], "convs_per_level": 1}

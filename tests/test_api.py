@@ -16,13 +16,13 @@ from numpy.testing import assert_array_equal
 import mmx
 from mmx.classes import by_abbr
 from mmx.errors import ConfigError
-from mmx.masks import NODATA_BIT
+from mmx.serving.masks import NODATA_BIT
 
 pytest.importorskip("torch")
 
-from mmx.inference import Predictor  # noqa: E402
-from mmx.model_package import load_package  # noqa: E402
-from mmx.registry import release_package_dir  # noqa: E402
+from mmx.model.package import load_package  # noqa: E402
+from mmx.serving.inference import Predictor  # noqa: E402
+from mmx.tracking.registry import release_package_dir  # noqa: E402
 
 RELEASE = str(release_package_dir())
 CR, SAT = by_abbr("CR").bit, by_abbr("SAT").bit

@@ -26,9 +26,9 @@ from mmx.errors import ConfigError
 torch = pytest.importorskip("torch")
 
 from mmx.cli.app import app  # noqa: E402
-from mmx.inference import Predictor  # noqa: E402
-from mmx.model_package import load_package  # noqa: E402
-from mmx.predict import options_fingerprint, predict_files  # noqa: E402
+from mmx.model.package import load_package  # noqa: E402
+from mmx.serving.inference import Predictor  # noqa: E402
+from mmx.serving.predict import options_fingerprint, predict_files  # noqa: E402
 
 runner = CliRunner()
 BIN = Path(sys.executable).parent
@@ -156,7 +156,7 @@ def test_output_clash_is_refused_before_anything_runs(predictor, tmp_path, rng):
 
 
 def test_local_cluster_writes_the_same_masks(predictor, night, tmp_path):
-    from mmx.distributed import local_cluster
+    from mmx.serving.distributed import local_cluster
 
     here = predict_files(night, predictor, out_dir=tmp_path / "here", mode="prob",
                          log_path=False)

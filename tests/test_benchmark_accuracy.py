@@ -12,7 +12,7 @@ from benchmarks.accuracy import (
     saturation_plateau,
     tpr_at_purity,
 )
-from mmx.shards import Sample
+from mmx.io.shards import Sample
 
 
 def _cutout(rng, value, *, x0, y0, ccd="c1", size=8, label_bit=1):

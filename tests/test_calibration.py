@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from mmx.calibration import default_prior_shift, f1_thresholds, fpr_thresholds
 from mmx.classes import ABBREVIATIONS, by_abbr
-from mmx.inference import Predictor
-from mmx.metrics import ClassCurves
-from mmx.model_package import ModelMeta, ModelPackage
-from mmx.priors import prior_shift
+from mmx.model.package import ModelMeta, ModelPackage
+from mmx.model.priors import prior_shift
+from mmx.model.thresholds import default_prior_shift
+from mmx.serving.inference import Predictor
+from mmx.training.calibration import f1_thresholds, fpr_thresholds
+from mmx.training.metrics import ClassCurves
 
 
 def test_f1_threshold_separates_a_clean_split():

@@ -1,4 +1,4 @@
-"""Tests of the clean stage (mmx.cleaning) and the BG/BBG rule (mmx.contaminants.background).
+"""Tests of the clean stage (mmx.cleaning) and the BG/BBG rule (mmx.sky.background).
 
 Raw frames are built here with known truth: a bias with a gradient, an overscan strip,
 stars, a saturated star with a bleed column, hot and dead pixels, a hot and a dead
@@ -30,9 +30,9 @@ from mmx.cleaning import (
     run_clean,
     subtract_overscan,
 )
-from mmx.contaminants.background import label_background
 from mmx.errors import ConfigError, InputError
-from mmx.shards import ShardSet
+from mmx.io.shards import ShardSet
+from mmx.sky.background import label_background
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "real"
 HST = REAL / "hst_wfpc2_u3060301m_wf3_F814W_MS1137.fits"

@@ -34,8 +34,8 @@ def test_help_texts_keep_their_words_and_show_flags_as_flags(command):
 
 def test_classes_shows_nodata_and_the_thresholds_predict_uses():
     pytest.importorskip("torch")
-    from mmx.inference import Predictor
-    from mmx.registry import resolve_model
+    from mmx.serving.inference import Predictor
+    from mmx.tracking.registry import resolve_model
 
     result = runner.invoke(app, ["classes"])
     assert result.exit_code == 0, result.output
@@ -80,7 +80,7 @@ def test_predict_clean_compress_saturate_and_cube_wcs(tmp_path, rng):
     from astropy.wcs import WCS
 
     from mmx.classes import by_abbr
-    from mmx.registry import release_package_dir
+    from mmx.tracking.registry import release_package_dir
 
     src = tmp_path / "f.fits"
     image = _sip_frame(src, rng)
@@ -109,7 +109,7 @@ def test_predict_clean_compress_saturate_and_cube_wcs(tmp_path, rng):
 
 def test_predict_device_cuda_is_one_clear_error(tmp_path, rng):
     pytest.importorskip("torch")
-    from mmx.registry import release_package_dir
+    from mmx.tracking.registry import release_package_dir
 
     src = tmp_path / "f.fits"
     _sip_frame(src, rng)

@@ -6,15 +6,16 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from mmx.contaminants import (
+from mmx.errors import ConfigError
+from mmx.synthesis.config import INJECTORS
+from mmx.synthesis.contaminants import (
     inject_cosmic_rays,
     inject_overscan,
     inject_saturated_stars,
     inject_spikes,
     saturate,
 )
-from mmx.errors import ConfigError
-from mmx.synthesis import INJECTORS, demo_clean_samples
+from mmx.synthesis.demo import demo_clean_samples
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ shard sets built in ``tmp_path`` with a temporary sqlite MLflow store.
 
 DDP with ``batch_size=B`` on 2 ranks averages the gradients of 2 B crops per step; the
 same crops in one process with ``batch_size=2B`` give the same step up to BatchNorm's
-per-rank statistics (``mmx.fit`` does not use SyncBatchNorm) and the per-rank
+per-rank statistics (``mmx.training.fit`` does not use SyncBatchNorm) and the per-rank
 normalisation of the loss by its valid pixels, so the match is not to float precision.
 The test checks the DDP update is near that of the single-process fit on all crops and
 much further from a fit on one rank's half alone: gradients really are shared.
@@ -26,13 +26,13 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from mmx.classes import label_bit  # noqa: E402
-from mmx.shards import Sample, ShardWriter  # noqa: E402
+from mmx.io.shards import Sample, ShardWriter  # noqa: E402
 
 SIZE = 48
 
 _SCRIPT = """
 import json, sys
-from mmx.fit import train
+from mmx.training.fit import train
 args = json.loads(sys.argv[1])
 out = train(args["cfg"], train_dir=args["train"], val_dir=args["val"],
             model_dir=args["model"], results_dir=args["results"],

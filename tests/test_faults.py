@@ -28,13 +28,13 @@ from mmx.classes import ABBREVIATIONS, CLASSES
 from mmx.errors import ModelError
 
 torch = pytest.importorskip("torch")
-nets = pytest.importorskip("mmx.nets")
+nets = pytest.importorskip("mmx.model.nets")
 
-import mmx.fitsio  # noqa: E402
+import mmx.io.fitsio  # noqa: E402
 from mmx.cli.app import app  # noqa: E402
-from mmx.inference import Predictor  # noqa: E402
-from mmx.model_package import ModelMeta, load_package, save_package  # noqa: E402
-from mmx.predict import predict_files  # noqa: E402
+from mmx.model.package import ModelMeta, load_package, save_package  # noqa: E402
+from mmx.serving.inference import Predictor  # noqa: E402
+from mmx.serving.predict import predict_files  # noqa: E402
 
 runner = CliRunner()
 BIN = Path(sys.executable).parent
@@ -76,7 +76,7 @@ def test_disk_full_part_way_fails_cleanly_then_recovers(predictor, tmp_path, rng
         os.write(fd, b"\0" * 4096)  # a part of the file reached the disk, then no space
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(mmx.fitsio.os, "fsync", full)
+    monkeypatch.setattr(mmx.io.fitsio.os, "fsync", full)
     report = predict_files(inputs, predictor, out_dir=out, log_path=False)
     assert len(report.failed) == 3  # every file tried, each a clear error
     assert "f0.mask.fits: cannot write (No space left on device; free space" in \
@@ -115,7 +115,7 @@ def test_read_only_output_folder(predictor, tmp_path, rng, monkeypatch):
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr(mmx.fitsio.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(mmx.io.fitsio.tempfile, "mkstemp", read_only)
     report = predict_files(inputs, predictor, out_dir=tmp_path / "out", log_path=False)
     assert [r.status for r in report.results] == ["failed", "failed"]
     assert "Read-only file system; the file system is read-only; choose another --out-dir" in \
@@ -137,14 +137,14 @@ def test_permission_denied_folder_and_input(predictor, tmp_path, rng):
 
 def test_permission_denied_input(predictor, tmp_path, rng, monkeypatch):
     a, b = _frames(tmp_path / "in", rng, [(30, 40)] * 2)
-    real_open = mmx.fitsio.fits.open
+    real_open = mmx.io.fitsio.fits.open
 
     def guarded(path, *args, **kwargs):
         if Path(path) == a:
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(mmx.fitsio.fits, "open", guarded)
+    monkeypatch.setattr(mmx.io.fitsio.fits, "open", guarded)
     report = predict_files([a, b], predictor, out_dir=tmp_path / "out", log_path=False)
     assert report.results[0].error == (f"{a}: cannot read (Permission denied; check the "
                                        "permissions); expected a readable FITS file")
@@ -230,7 +230,7 @@ def test_broken_metadata(model_dir, tmp_path, text, message):
 
 
 def _registered(tmp_path):
-    from mmx.registry import promote, register_package
+    from mmx.tracking.registry import promote, register_package
 
     uri = os.environ["MLFLOW_TRACKING_URI"]
     torch.manual_seed(0)
@@ -283,7 +283,7 @@ def test_damaged_store_is_an_error_not_a_silent_fallback(tmp_path, rng, damage):
     """Plain ``mmx predict`` (no --model) never quietly masks with the release model instead."""
     import sqlite3
 
-    from mmx.registry import release_package_dir
+    from mmx.tracking.registry import release_package_dir
 
     uri = _registered(tmp_path)
     db = Path(uri.removeprefix("sqlite:///"))

@@ -10,7 +10,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from mmx.errors import InputError
-from mmx.fitsio import expand_inputs, is_fits_name, read_images, write_fits_atomic
+from mmx.io.fitsio import expand_inputs, is_fits_name, read_images, write_fits_atomic
 
 
 def _wcs_header(ny, nx):
@@ -172,7 +172,7 @@ def test_declared_data_beyond_the_file_is_refused_before_reading(tmp_path, rng):
 
 
 def test_clean_header_drops_what_astropy_cannot_write():
-    from mmx.fitsio import clean_header
+    from mmx.io.fitsio import clean_header
 
     header = fits.Header.fromstring(
         "OBJECT  = 'M31     '".ljust(80) + "BAD     = 'a\x00b     '".ljust(80)

@@ -35,12 +35,12 @@ from mmx.classes import CLASSES
 from mmx.errors import InputError
 
 torch = pytest.importorskip("torch")
-nets = pytest.importorskip("mmx.nets")
+nets = pytest.importorskip("mmx.model.nets")
 
 from mmx.cli.app import app  # noqa: E402
-from mmx.inference import Predictor  # noqa: E402
-from mmx.model_package import ModelMeta, load_package, save_package  # noqa: E402
-from mmx.predict import options_fingerprint, predict_file  # noqa: E402
+from mmx.model.package import ModelMeta, load_package, save_package  # noqa: E402
+from mmx.serving.inference import Predictor  # noqa: E402
+from mmx.serving.predict import options_fingerprint, predict_file  # noqa: E402
 
 _COMMON = {"database": None, "derandomize": True, "deadline": None,
            "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]}

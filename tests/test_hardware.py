@@ -2,8 +2,8 @@
 
 import pytest
 
-from mmx import hardware
 from mmx.errors import ConfigError
+from mmx.model import hardware
 
 ZEN3 = "model name\t: AMD EPYC 7B13\nflags\t\t: fpu sse4_2 avx avx2 fma\n"
 ZEN4 = ("model name\t: AMD EPYC 9B14\n"

@@ -10,7 +10,7 @@ import torch
 from torch.nn import functional as F
 
 from mmx.errors import ConfigError
-from mmx.loss import (
+from mmx.training.loss import (
     BalancedBCE,
     MaskLoss,
     balanced_weights,

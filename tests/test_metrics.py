@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mmx.errors import ConfigError
-from mmx.metrics import ClassCurves, purity_rows, roc_rows, summarize
+from mmx.training.metrics import ClassCurves, purity_rows, roc_rows, summarize
 
 C, LO, HI, BINS = 3, -4.0, 4.0, 40
 THRESHOLDS = [0.5, 0.3, 0.9]
@@ -119,9 +119,9 @@ def test_operating_thresholds_act_like_prior_correction():
     import numpy as np
 
     from mmx.classes import CLASSES
-    from mmx.model_package import ModelMeta, ModelPackage
-    from mmx.priors import correct_probabilities
-    from mmx.scoring import operating_thresholds
+    from mmx.model.package import ModelMeta, ModelPackage
+    from mmx.model.priors import correct_probabilities
+    from mmx.training.scoring import operating_thresholds
 
     trained = {c.abbr: 0.02 for c in CLASSES}
     package = ModelPackage(net=None, meta=ModelMeta(architecture="unet", arch_kwargs={},

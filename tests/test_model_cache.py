@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmx import model_cache, registry
 from mmx.classes import ABBREVIATIONS
 from mmx.errors import ModelError
-from mmx.model_package import ModelMeta, save_package
-from mmx.nets import build_network
-from mmx.registry import promote, register_package, resolve_model
+from mmx.model.nets import build_network
+from mmx.model.package import ModelMeta, save_package
+from mmx.tracking import model_cache, registry
+from mmx.tracking.registry import promote, register_package, resolve_model
 
 
 @pytest.fixture

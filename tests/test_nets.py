@@ -9,7 +9,7 @@ import torch
 
 from mmx.classes import N_CLASSES
 from mmx.errors import ConfigError
-from mmx.nets import (
+from mmx.model.nets import (
     ARCHITECTURES,
     HFNet,
     build_network,

@@ -2,15 +2,15 @@
 
 The network was trained on maps made by clipping each mesh in turn with ``np.median``; the
 loop below is that implementation, kept verbatim as the slow, obviously correct reference.
-Any change to :mod:`mmx.normalize` must keep these maps identical (or retrain the model).
+Any change to :mod:`mmx.sky.normalize` must keep these maps identical (or retrain the model).
 """
 
 import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
-from mmx import normalize
-from mmx.normalize import background_maps, normalize_image
+from mmx.sky import normalize
+from mmx.sky.normalize import background_maps, normalize_image
 
 
 def _reference_mesh_stats(image, mesh, n_clip, nsigma):

@@ -14,18 +14,18 @@ from typer.testing import CliRunner
 
 from mmx.classes import CLASSES, by_abbr, planes_to_bitmask
 from mmx.errors import ConfigError, InputError
-from mmx.masks import NODATA_BIT, OutputMode, binary_planes
-from mmx.priors import correct_probabilities, logit
+from mmx.model.priors import correct_probabilities, logit
+from mmx.serving.masks import NODATA_BIT, OutputMode, binary_planes
 
 torch = pytest.importorskip("torch")
-nets = pytest.importorskip("mmx.nets")
+nets = pytest.importorskip("mmx.model.nets")
 
 from mmx.cli.app import app  # noqa: E402
-from mmx.inference import Predictor, fold_batchnorm  # noqa: E402
-from mmx.model_package import ModelMeta, load_package, save_package  # noqa: E402
-from mmx.normalize import normalize_image  # noqa: E402
-from mmx.predict import output_path, predict_file, predict_files  # noqa: E402
-from mmx.tiling import pad_image  # noqa: E402
+from mmx.model.package import ModelMeta, load_package, save_package  # noqa: E402
+from mmx.serving.inference import Predictor, fold_batchnorm  # noqa: E402
+from mmx.serving.predict import output_path, predict_file, predict_files  # noqa: E402
+from mmx.serving.tiling import pad_image  # noqa: E402
+from mmx.sky.normalize import normalize_image  # noqa: E402
 
 runner = CliRunner()
 TRAINING = {c.abbr: c.maximask_prior for c in CLASSES}
@@ -254,7 +254,7 @@ def test_preview_shows_the_raw_image_beside_the_overlay(tmp_path):
     import matplotlib.image as mpimg
     from matplotlib import colors
 
-    from mmx.preview import CLASS_COLORS, render_preview
+    from mmx.serving.preview import CLASS_COLORS, render_preview
 
     image = np.random.default_rng(0).normal(100.0, 5.0, (200, 300))
     cr = np.zeros(image.shape, dtype=bool)

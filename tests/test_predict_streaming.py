@@ -1,7 +1,7 @@
 """Multi-extension files are masked one HDU at a time: same masks, bounded memory, no partials.
 
 ``mmx predict`` reads, masks and appends each HDU to a temporary file, renamed only when the
-file is complete (:class:`mmx.fitsio.AtomicFitsWriter`).
+file is complete (:class:`mmx.io.fitsio.AtomicFitsWriter`).
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from mmx.errors import InputError
 
 torch = pytest.importorskip("torch")
 
-import mmx.predict  # noqa: E402
-from mmx.fitsio import AtomicFitsWriter, InputSpec, read_images  # noqa: E402
-from mmx.inference import Predictor  # noqa: E402
-from mmx.model_package import load_package  # noqa: E402
-from mmx.predict import predict_file, predict_files  # noqa: E402
-from mmx.saturation import flag_saturated  # noqa: E402
+import mmx.serving.predict  # noqa: E402
+from mmx.io.fitsio import AtomicFitsWriter, InputSpec, read_images  # noqa: E402
+from mmx.model.package import load_package  # noqa: E402
+from mmx.serving.inference import Predictor  # noqa: E402
+from mmx.serving.predict import predict_file, predict_files  # noqa: E402
+from mmx.serving.saturation import flag_saturated  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_interrupt_part_way_leaves_no_partial_file(predictor, tmp_path, rng, mon
     exposure = _exposure(tmp_path / "exp.fits", rng, n=5)
     out = tmp_path / "out"
     out.mkdir()
-    real = mmx.predict.read_image
+    real = mmx.serving.predict.read_image
     seen = []
 
     def failing(spec, hdul, index):
@@ -105,7 +105,7 @@ def test_interrupt_part_way_leaves_no_partial_file(predictor, tmp_path, rng, mon
             raise stop("stopped part-way")
         return real(spec, hdul, index)
 
-    monkeypatch.setattr(mmx.predict, "read_image", failing)
+    monkeypatch.setattr(mmx.serving.predict, "read_image", failing)
     with pytest.raises(stop, match="stopped part-way"):
         predict_file(exposure, predictor, out_dir=out, clean=True, preview=True)
     assert _no_output(out) and not list(out.iterdir())  # no mask, cleaned image or preview

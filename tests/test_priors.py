@@ -7,7 +7,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 from mmx.errors import ConfigError
-from mmx.priors import (
+from mmx.model.priors import (
     correct_logits,
     correct_probabilities,
     logit,

@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 from mmx.classes import ABBREVIATIONS
 from mmx.cli.app import app
 from mmx.errors import ConfigError, ModelError
-from mmx.model_package import ModelMeta, save_package
-from mmx.nets import build_network
-from mmx.registry import list_versions, promote, register_package, resolve_model
+from mmx.model.nets import build_network
+from mmx.model.package import ModelMeta, save_package
+from mmx.tracking.registry import list_versions, promote, register_package, resolve_model
 
 
 def _package(tmp_path, name, seed, metric):
@@ -132,13 +132,13 @@ def test_imported_model_run_carries_its_figures_and_the_experiment_opens_on_runs
     ("never", 0.9, 0.1, True, False),
 ])
 def test_promotion_gate(policy, new, current, has, expected):
-    from mmx.promotion import should_promote
+    from mmx.tracking.promotion import should_promote
 
     assert should_promote(policy, new, current, has_current=has) is expected
 
 
 def test_register_stage_gate_keeps_the_better_production_model(tmp_path):
-    from mmx.promotion import register_and_gate
+    from mmx.tracking.promotion import register_and_gate
 
     uri = os.environ["MLFLOW_TRACKING_URI"]
     good = _package(tmp_path, "good", 0, 0.6)[0]
@@ -159,7 +159,6 @@ def test_a_moved_project_keeps_its_registered_models(tmp_path, monkeypatch):
     """MLflow writes absolute artifact paths; a moved store re-anchors them beside itself."""
     import shutil
     import sqlite3
-
     from pathlib import Path
 
     import mlflow

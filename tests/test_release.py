@@ -6,11 +6,11 @@ import math
 import numpy as np
 
 from mmx.classes import ABBREVIATIONS, label_bit
-from mmx.model_package import ModelMeta, load_package, save_package, weights_sha256
-from mmx.nets import build_network
-from mmx.registry import list_versions, release_package_dir, resolve_model
-from mmx.releasing import make_release
-from mmx.shards import Sample, ShardWriter
+from mmx.io.shards import Sample, ShardWriter
+from mmx.model.nets import build_network
+from mmx.model.package import ModelMeta, load_package, save_package, weights_sha256
+from mmx.tracking.registry import list_versions, release_package_dir, resolve_model
+from mmx.training.releasing import make_release
 from pipelines.run_all import ensure_release_registered
 
 

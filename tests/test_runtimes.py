@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from mmx import runtimes
 from mmx.errors import ConfigError, ModelError
-from mmx.inference import Predictor
-from mmx.model_package import load_package
-from mmx.registry import release_package_dir
-from mmx.runtimes import OnnxRuntime, TorchRuntime, choose_path
+from mmx.model.package import load_package
+from mmx.serving import runtimes
+from mmx.serving.inference import Predictor
+from mmx.serving.runtimes import OnnxRuntime, TorchRuntime, choose_path
+from mmx.tracking.registry import release_package_dir
 
 needs_ort = pytest.mark.skipif(not runtimes.onnxruntime_available(),
                                reason="onnxruntime not installed")

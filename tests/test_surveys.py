@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from mmx.cli.app import app
 from mmx.errors import ConfigError, InputError
-from mmx.fitsio import read_images
+from mmx.io.fitsio import read_images
 from mmx.surveys import (
     DEFAULT_SURVEY,
     INSTRUMENTS,

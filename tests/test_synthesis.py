@@ -11,16 +11,12 @@ import yaml
 
 from mmx.classes import ABBREVIATIONS, label_bit
 from mmx.errors import ConfigError, InputError
-from mmx.shards import ShardSet, ShardWriter
-from mmx.synthesis import (
-    INJECTORS,
-    SPLITS,
-    SynthesisConfig,
-    demo_clean_samples,
-    split_by_field,
-    synthesize,
-    synthesize_sample,
-)
+from mmx.io.shards import ShardSet, ShardWriter
+from mmx.synthesis.config import INJECTORS, SynthesisConfig
+from mmx.synthesis.demo import demo_clean_samples
+from mmx.synthesis.injection import synthesize_sample
+from mmx.synthesis.splits import SPLITS, split_by_field
+from mmx.synthesis.stage import synthesize
 
 SHAPE = (96, 96)
 _ALL = {abbr: {"probability": 0.5} for abbr in INJECTORS}

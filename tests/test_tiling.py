@@ -9,7 +9,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 from mmx.errors import ConfigError
-from mmx.tiling import iter_batches, pad_image, plan_tiles
+from mmx.serving.tiling import iter_batches, pad_image, plan_tiles
 
 SIZES = [1, 2, 7, 31, 32, 33, 63, 64, 65, 100, 191, 192, 193, 255, 256, 257, 400, 513, 1000]
 
@@ -99,7 +99,7 @@ def plan_channels(net) -> int:
 @pytest.fixture
 def unet():
     torch = pytest.importorskip("torch")
-    nets = pytest.importorskip("mmx.nets")
+    nets = pytest.importorskip("mmx.model.nets")
     torch.manual_seed(0)
     net = nets.build_network("unet", n_classes=3, widths=(4, 6, 8), convs_per_level=1).eval()
     for m in net.modules():  # non-trivial BatchNorm statistics
@@ -112,7 +112,7 @@ def unet():
 @pytest.mark.parametrize("shape", [(37, 53), (90, 61), (130, 140)])
 def test_tiled_equals_whole_image_inference(unet, rng, shape):
     torch = pytest.importorskip("torch")
-    from mmx.nets import receptive_field_margin
+    from mmx.model.nets import receptive_field_margin
 
     margin = receptive_field_margin(unet)
     image = rng.normal(size=shape).astype(np.float32) * 3

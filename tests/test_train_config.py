@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from mmx.errors import ConfigError
-from mmx.train_config import TrainConfig
+from mmx.training.config import TrainConfig
 from pipelines.params import ROOT
 
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from mmx.classes import ABBREVIATIONS, label_bit
-from mmx.datamodule import EpochSampler, ShardDataModule, ShardDataset
 from mmx.errors import ConfigError
-from mmx.lit_module import schedule_factor
-from mmx.model_package import load_package
-from mmx.shards import Sample, ShardWriter
+from mmx.io.shards import Sample, ShardWriter
+from mmx.model.package import load_package
+from mmx.training.datamodule import EpochSampler, ShardDataModule, ShardDataset
+from mmx.training.lit_module import schedule_factor
 
 SIZE = 48
 
@@ -113,8 +113,8 @@ def test_schedule_factors():
 
 
 def test_module_calibrates_biases_and_priors_to_its_loss():
-    from mmx.lit_module import MaskModule
-    from mmx.loss import MaskLoss
+    from mmx.training.lit_module import MaskModule
+    from mmx.training.loss import MaskLoss
 
     priors = [0.01] + [0.5] * (len(ABBREVIATIONS) - 1)
     kw = {"arch_kwargs": {"widths": [4, 8]}, "max_weight_ratio": 9.0}
@@ -152,8 +152,8 @@ def test_datamodule_batches(shard_sets):
 
 
 def test_smoke_fit_tracks_run_and_saves_package(shard_sets, tmp_path):
-    from mmx.evaluation import evaluate
-    from mmx.fit import train
+    from mmx.training.evaluation import evaluate
+    from mmx.training.fit import train
 
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     model_dir, results = tmp_path / "models" / "m", tmp_path / "results"
@@ -226,7 +226,7 @@ def test_smoke_fit_tracks_run_and_saves_package(shard_sets, tmp_path):
 
 
 def test_train_rejects_misaligned_tile_and_bad_choices(shard_sets, tmp_path):
-    from mmx.fit import train
+    from mmx.training.fit import train
 
     def run(**over):
         train(_cfg(**over), train_dir=shard_sets["train"], val_dir=shard_sets["val"],
@@ -242,7 +242,7 @@ def test_train_rejects_misaligned_tile_and_bad_choices(shard_sets, tmp_path):
 
 
 def test_fit_packages_the_last_weights_with_sparse_validation(shard_sets, tmp_path):
-    from mmx.fit import train
+    from mmx.training.fit import train
 
     uri = f"sqlite:///{tmp_path / 'db.sqlite'}"
     out = train(_cfg(final_weights="last", val_every_n_epochs=2, max_epochs=3,

@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from mmx.classes import label_bit  # noqa: E402
-from mmx.shards import Sample, ShardWriter  # noqa: E402
+from mmx.io.shards import Sample, ShardWriter  # noqa: E402
 
 SIZE = 40
 
@@ -45,8 +45,8 @@ def _cfg(**over) -> dict:
 
 @pytest.mark.slow
 def test_resumed_training_ends_where_an_uninterrupted_one_ends(tmp_path):
-    from mmx.fit import train
-    from mmx.model_package import load_package
+    from mmx.model.package import load_package
+    from mmx.training.fit import train
 
     shards = {}
     for k, (split, n) in enumerate((("train", 6), ("val", 2))):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mmx.config import from_section
 from mmx.errors import ConfigError
+from mmx.io.config import from_section
 
 __all__ = ["CleanConfig"]
 

@@ -23,7 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 from mmx.cleaning.config import CleanConfig
-from mmx.normalize import background_maps
+from mmx.sky.normalize import background_maps
 
 __all__ = [
     "CAUSES",

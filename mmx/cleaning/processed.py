@@ -31,7 +31,7 @@ from astropy.io import fits
 
 from mmx.cleaning.overscan import parse_section
 from mmx.errors import InputError
-from mmx.normalize import background_maps
+from mmx.sky.normalize import background_maps
 
 __all__ = ["Characteristics", "characterise", "is_raw_layout"]
 

@@ -6,7 +6,7 @@ processed frame (:mod:`mmx.cleaning.processed`); find the contaminants already t
 (:mod:`mmx.cleaning.defects`), repair the pixels of unknown truth, measure the FWHM.
 Then (:func:`cut_ccd`) cut ``size`` x ``size`` images on a grid, reject those with too
 many pixels of unknown truth or too much saturation, label SAT, BBG and BG
-(:func:`mmx.contaminants.background.label_background`) and put repaired pixels in the
+(:func:`mmx.sky.background.label_background`) and put repaired pixels in the
 ignore plane. :func:`run_clean` writes the shard set and the report.
 """
 
@@ -33,10 +33,10 @@ from mmx.cleaning.defects import CAUSES, detect_defects, repair
 from mmx.cleaning.overscan import subtract_overscan
 from mmx.cleaning.processed import characterise, is_raw_layout
 from mmx.cleaning.psf import measure_fwhm
-from mmx.contaminants.background import label_background
 from mmx.errors import InputError
-from mmx.fitsio import is_fits_name, open_fits
-from mmx.shards import Sample, ShardWriter
+from mmx.io.fitsio import is_fits_name, open_fits
+from mmx.io.shards import Sample, ShardWriter
+from mmx.sky.background import label_background
 
 __all__ = [
     "REJECT_REASONS",
@@ -307,7 +307,7 @@ def cut_ccd(ccd: CleanCCD, *, config: CleanConfig | None = None,
     Yields
     ------
     CutoutResult
-        Kept cutouts carry a :class:`~mmx.shards.Sample` whose labels hold SAT, BBG and
+        Kept cutouts carry a :class:`~mmx.io.shards.Sample` whose labels hold SAT, BBG and
         BG, whose ignore plane marks every repaired pixel, and whose record holds the
         keys of docs/architecture.md.
     """

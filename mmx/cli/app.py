@@ -71,13 +71,13 @@ def classes_command(
     output works as a SExtractor FLAG_IMAGE (see the README).
     """
     from mmx.classes import CLASSES
-    from mmx.masks import NODATA_BIT
+    from mmx.serving.masks import NODATA_BIT
 
     used: dict[str, float] = {}
     source = ""
     if not table_only:
-        from mmx.calibration import default_thresholds
         from mmx.cli.predict import _resolve_model
+        from mmx.model.thresholds import default_thresholds
 
         package = _resolve_model(model, tracking_uri)
         abbrs = list(package.meta.classes)

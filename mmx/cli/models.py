@@ -29,7 +29,7 @@ def list_command(
     """Show every version with its aliases, run and key metrics."""
     import datetime
 
-    from mmx.registry import list_versions
+    from mmx.tracking.registry import list_versions
 
     versions = list_versions(name, tracking_uri=tracking_uri)
     if not versions:
@@ -64,8 +64,8 @@ def promote_command(
     refuses (without --force) a version that is worse on mean TPR at FPR 1e-3.
     """
     from mmx.errors import ModelError
-    from mmx.promotion import should_promote
-    from mmx.registry import list_versions, promote
+    from mmx.tracking.promotion import should_promote
+    from mmx.tracking.registry import list_versions, promote
 
     versions = {v.version: v for v in list_versions(name, tracking_uri=tracking_uri)}
     new = versions.get(int(version))
@@ -105,7 +105,7 @@ def import_command(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Register a model folder, one trained elsewhere for instance, as a new version."""
-    from mmx.registry import promote, register_package
+    from mmx.tracking.registry import promote, register_package
 
     info = register_package(folder, name=name, tracking_uri=tracking_uri)
     if alias:
@@ -123,7 +123,7 @@ def ui_command(
     import subprocess
     import sys
 
-    from mmx.tracking import (
+    from mmx.tracking.store import (
         artifact_root,
         default_tracking_uri,
         experiment_id,

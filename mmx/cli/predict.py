@@ -25,7 +25,7 @@ def _resolve_model(spec: str | None, tracking_uri: str | None):
     import logging
 
     from mmx.errors import MmxError, ModelError
-    from mmx.registry import resolve_model
+    from mmx.tracking.registry import resolve_model
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # its INFO lines are not ours
     try:
@@ -33,7 +33,7 @@ def _resolve_model(spec: str | None, tracking_uri: str | None):
     except MmxError:
         raise
     except Exception as exc:  # MlflowException, sqlalchemy errors, OSError from the store
-        from mmx.tracking import default_tracking_uri
+        from mmx.tracking.store import default_tracking_uri
 
         uri = tracking_uri or default_tracking_uri()
         reason = " ".join(str(exc).split())[:240]
@@ -168,7 +168,7 @@ def predict_command(
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     from mmx.classes import parse_class_list, parse_class_values
-    from mmx.predict import check_class_options
+    from mmx.serving.predict import check_class_options
 
     chosen = [c.abbr for c in parse_class_list(classes)]
     priors = parse_class_values(prior, what="prior", open_low=True, open_high=True)
@@ -187,8 +187,8 @@ def predict_command(
 
     package = _resolve_model(model, tracking_uri)
 
-    from mmx.inference import Predictor
-    from mmx.predict import predict_files
+    from mmx.serving.inference import Predictor
+    from mmx.serving.predict import predict_files
 
     model_classes = set(package.meta.classes)
     if classes is None:
@@ -216,7 +216,7 @@ def predict_command(
         if jobs is None and scheduler is None:
             result = predict_files(paths, predictor, **options)
         else:
-            from mmx.distributed import connect, local_cluster
+            from mmx.serving.distributed import connect, local_cluster
 
             cluster = (local_cluster(jobs, threads=threads) if jobs is not None
                        else connect(scheduler, threads=threads))

@@ -146,7 +146,7 @@ def add_cosmic_rays(
     zenith angle with a cos^2 distribution; a straight track whose projected length is
     ``thickness * tan(theta)``; 80 e-/um of path with Landau-like (log-normal) scatter;
     lateral charge diffusion growing with the thickness. Detailed cosmic rays (worms,
-    delta rays) are injected later by :mod:`mmx.contaminants`.
+    delta rays) are injected later by :mod:`mmx.synthesis.contaminants`.
 
     Parameters
     ----------

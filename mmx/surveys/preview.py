@@ -70,7 +70,7 @@ def _stretch(crop: np.ndarray) -> np.ndarray:
     Tied to the sky rather than to percentiles, so that a frame full of saturated stars
     and an empty one show their sky and noise the same way.
     """
-    from mmx.display import asinh_stretch
+    from mmx.io.display import asinh_stretch
 
     finite = crop[np.isfinite(crop)]
     if finite.size:
@@ -101,7 +101,7 @@ def preview_exposure(
     Panels: the centre of the simulated CCD's data section (overscan subtracted), the
     region around its most bled saturated star when it has one, then the centre of
     each ``compare`` image, all asinh-stretched the same way
-    (:func:`mmx.display.asinh_stretch` from -5 to +200 sky sigmas).
+    (:func:`mmx.io.display.asinh_stretch` from -5 to +200 sky sigmas).
 
     Parameters
     ----------
@@ -126,8 +126,8 @@ def preview_exposure(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mmx.display import save_png
-    from mmx.fitsio import InputSpec, read_images
+    from mmx.io.display import save_png
+    from mmx.io.fitsio import InputSpec, read_images
 
     sim = read_images(InputSpec(Path(path), hdu))[0]
     image = data_section(sim.data, sim.header)

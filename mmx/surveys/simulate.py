@@ -668,7 +668,7 @@ def simulate_survey(
     """
     from tqdm import tqdm
 
-    from mmx.fitsio import write_fits_atomic
+    from mmx.io.fitsio import write_fits_atomic
 
     raw = dict(copy.deepcopy(config) if config is not None else {})
     if seed is not None:

@@ -1,0 +1,1 @@
+"""Applying a model: tiling, runtimes, inference, masks, outputs, the Python API, the pyfunc."""

@@ -1,0 +1,1 @@
+"""MLflow: store location and provenance, the registry and its local cache, the promotion gate."""

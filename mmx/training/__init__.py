@@ -1,0 +1,1 @@
+"""Training a model: settings, data, losses, metrics, scoring, calibration, evaluation."""
