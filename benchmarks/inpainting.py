@@ -118,7 +118,7 @@ def _plot(panels: list[tuple[str, np.ndarray]], path: Path) -> Path:
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    from mmx.display import asinh_stretch, save_png
+    from mmx.io.display import asinh_stretch, save_png
 
     ref = panels[1][1]
     lo, hi = np.percentile(ref, [1, 99.5])
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: clean the held-out real skies with each tool, report against truth."""
     from astropy.io import fits
 
-    from mmx.hardware import cpu_info
+    from mmx.model.hardware import cpu_info
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(ROOT / "mmx" / "release"),
