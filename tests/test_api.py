@@ -12,6 +12,7 @@ from astropy.io import fits
 from astropy.nddata import CCDData, NDData
 from astropy.wcs import WCS
 from numpy.testing import assert_array_equal
+from scipy import ndimage
 
 import mmx
 from mmx.classes import by_abbr
@@ -176,14 +177,34 @@ def test_clean_against_truth(masker, frame):
     before = np.sqrt(np.mean((image[hit] - truth[hit]) ** 2))
     after = np.sqrt(np.mean((cleaned[hit] - truth[hit]) ** 2))
     # measured with the release model's default thresholds (validation FPR 5e-4, chosen to
-    # stay safe on real skies): 2003 -> 381 ADU on this frame (1753 -> 45 at FPR-blind F1
-    # thresholds); the hits it leaves are the faintest
+    # stay safe on real skies) grown over weaker candidates: 2003 -> 325 ADU on this frame
+    # (381 from the flags alone; 1753 -> 45 at FPR-blind F1 thresholds)
     assert after < 0.25 * before
+    print(f"RMS on defect pixels: {before:.0f} -> {after:.0f} ADU")
     flags = masker.mask(image)
-    untouched = (flags & DEFECTS) == 0
-    assert_array_equal(cleaned[untouched], image[untouched])  # only flagged pixels change
+    changed = cleaned != image
+    # Cleaning grows each flag over its class's weaker candidates (and CRs by 1 px): every
+    # changed region touches a flagged pixel; far from any flag nothing changes.
+    regions, n = ndimage.label(changed, structure=np.ones((3, 3), bool))
+    flagged = np.unique(regions[ndimage.binary_dilation((flags & DEFECTS) != 0,
+                                                        structure=np.ones((3, 3), bool))])
+    assert n > 0 and set(range(1, n + 1)) <= set(flagged.tolist())
     ccd = CCDData(image, unit="adu", mask=np.zeros(image.shape, bool))
     ccd.mask[0:5, 0:5] = True
     out = masker.clean(ccd)
     assert np.isnan(out.data[0:5, 0:5]).all() and out.mask[0:5, 0:5].all()
     assert (out.flags[0:5, 0:5] == NODATA_BIT).all()
+
+
+def test_clean_mask_grows_flags_over_their_candidates_only():
+    from mmx.serving.inpaint import clean_mask
+
+    strong = np.zeros((20, 20), bool)
+    strong[5, 5] = True
+    weak = np.zeros((20, 20), bool)
+    weak[5, 5:12] = True  # a faint tail connected to the flag
+    weak[15, 15] = True  # a lone candidate: never cleaned
+    hp = clean_mask({"HP": strong}, {"HP": weak})
+    assert hp[5, 5:12].all() and not hp[15, 15] and hp.sum() == 7
+    cr = clean_mask({"CR": strong}, {"CR": weak})  # cosmic rays grow by 1 px more
+    assert cr[4:7, 4:13].all() and cr.sum() == 27 and not cr[15, 15]

@@ -201,7 +201,7 @@ class Masker:
             as ``.flags`` and the no-data pixels as ``.mask``.
         """
         from mmx.classes import by_abbr
-        from mmx.serving.inpaint import CLEAN_CLASSES, clean_from_bitmask
+        from mmx.serving.inpaint import CLEAN_CLASSES, clean_mask, inpaint
 
         asked = CLEAN_CLASSES if classes is None else classes
         wanted = [by_abbr(a).abbr for a in asked if by_abbr(a).abbr in self.classes]
@@ -211,15 +211,17 @@ class Masker:
                               f"(classes {', '.join(self.classes)}); expected some of them")
         results = []
         for item in _images(data):
-            flagged = self._mask_one(item, "bitmask", self.thresholds)
-            cleaned = clean_from_bitmask(item.pixels, flagged.array, classes=wanted,
-                                         radius=radius)
+            flagged = self._mask_one(item, "bitmask", self.thresholds, clean_classes=wanted)
+            planes = flagged.writer.binary_planes()
+            bad = clean_mask({a: planes[a] for a in wanted}, flagged.writer.candidates)
+            cleaned = inpaint(item.pixels, bad, radius=radius)
             results.append(item.wrap(cleaned, flagged, cleaned_image=True))
         return _shape_like(data, results)
 
-    def _mask_one(self, item: _Image, mode, thresholds) -> _Flagged:
+    def _mask_one(self, item: _Image, mode, thresholds, clean_classes=()) -> _Flagged:
         with np.errstate(over="ignore", invalid="ignore"):
-            writer = self.predictor.predict(item.pixels, mode=mode, thresholds=thresholds)
+            writer = self.predictor.predict(item.pixels, mode=mode, thresholds=thresholds,
+                                            clean_classes=clean_classes)
         if item.saturate is not None:
             from mmx.serving.saturation import flag_saturated
 

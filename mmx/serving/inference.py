@@ -193,6 +193,7 @@ class Predictor:
         mode: OutputMode | str = OutputMode.BITMASK,
         thresholds: Mapping[str, float] | None = None,
         progress=None,
+        clean_classes: Sequence[str] = (),
     ) -> MaskWriter:
         """Mask one image.
 
@@ -206,6 +207,9 @@ class Predictor:
             Probability thresholds overriding the class table's, for binary outputs.
         progress : object, optional
             Something with ``update(n)`` (a tqdm bar), told of every finished tile.
+        clean_classes : sequence of str
+            Classes a cleaned image will replace: the writer also keeps their cleaning
+            candidates (:func:`mmx.serving.inpaint.clean_mask`).
 
         Returns
         -------
@@ -217,8 +221,11 @@ class Predictor:
         image = np.asarray(image)
         if image.ndim != 2 or image.size == 0:
             raise ConfigError(f"expected a non-empty 2-D image, got shape {image.shape}")
+        from mmx.serving.inpaint import CLEAN_FRACTION
+
         writer = make_writer(mode, image.shape, self.classes,
-                             thresholds=self.default_thresholds() | dict(thresholds or {}))
+                             thresholds=self.default_thresholds() | dict(thresholds or {}),
+                             candidate_classes=clean_classes, candidate_fraction=CLEAN_FRACTION)
         bad = ~np.isfinite(image)
         norm = normalize_image(image, **self.package.meta.normalization)
         plan = self.plan(image.shape)

@@ -2,11 +2,16 @@
 
 Which pixels
 ------------
-Those flagged in the bit mask (:mod:`mmx.serving.masks`) as one of :data:`CLEAN_CLASSES`: cosmic
-rays (CR), hot pixels (HP), hot and dead columns/lines (HCL, DCL) and satellite trails
-(TRL), the contaminants with no sky signal under them worth keeping. Saturation, spikes,
-nebulosity, persistence and the rest are left alone: their pixels hold real, if
-compromised, flux. Another set can be chosen (``classes=``).
+Those of :data:`CLEAN_CLASSES`: cosmic rays (CR), hot pixels (HP), hot and dead
+columns/lines (HCL, DCL) and satellite trails (TRL), the contaminants with no sky signal
+under them worth keeping. A mask's thresholds are set for few false alarms, so the faint
+wings of a cosmic ray or a trail fall below them, and replacing a good pixel by its local
+median costs little: cleaning uses its own operating point (:func:`clean_mask`), the
+hysteresis of L.A.Cosmic's neighbour rule. A pixel is replaced when its probability
+reaches :data:`CLEAN_FRACTION` of its class's threshold and it connects to a flagged pixel
+of that class; cosmic rays are grown by :data:`CR_GROWTH` px (their charge diffuses).
+Saturation, spikes, nebulosity, persistence and the rest are left alone: their pixels hold
+real, if compromised, flux. Another set can be chosen (``classes=``).
 
 How
 ---
@@ -19,18 +24,23 @@ output: a cleaned image does not invent data where the input had none.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import numpy as np
+from scipy import ndimage
 
 from mmx.classes import by_abbr
 from mmx.cleaning.defects import repair
 
-__all__ = ["CLEAN_CLASSES", "CLEAN_SUFFIX", "clean_bits", "inpaint", "clean_from_bitmask"]
+__all__ = ["CLEAN_CLASSES", "CLEAN_FRACTION", "CLEAN_SUFFIX", "CR_GROWTH", "clean_bits",
+           "clean_mask", "inpaint"]
 
 #: classes whose pixels a cleaned image replaces
 CLEAN_CLASSES: tuple[str, ...] = ("CR", "HP", "HCL", "DCL", "TRL")
 CLEAN_SUFFIX = ".clean.fits"  #: file name ending of a cleaned image, ``<name>.clean.fits``
+#: a pixel joins a flagged region of its class down to this fraction of the class threshold
+CLEAN_FRACTION = 0.1
+CR_GROWTH = 1  #: cosmic rays are grown by this many pixels (8-connected) before cleaning
 
 
 def clean_bits(classes: Iterable[str] = CLEAN_CLASSES) -> int:
@@ -71,30 +81,34 @@ def inpaint(image: np.ndarray, bad: np.ndarray, *, radius: int = 2) -> np.ndarra
     return out
 
 
-def clean_from_bitmask(
-    image: np.ndarray,
-    bitmask: np.ndarray,
-    *,
-    classes: Iterable[str] = CLEAN_CLASSES,
-    radius: int = 2,
-) -> np.ndarray:
-    """Cleaned copy of ``image`` given its mmx bit mask.
+def clean_mask(flagged: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray]
+               ) -> np.ndarray:
+    """Pixels a cleaned image replaces, from each class's flags and its weaker candidates.
 
     Parameters
     ----------
-    image : numpy.ndarray
-        2-D image (NaN = no data).
-    bitmask : numpy.ndarray
-        Its ``bitmask``-mode mask (:mod:`mmx.serving.masks`), same shape.
-    classes : iterable of str
-        Classes whose pixels are replaced (default :data:`CLEAN_CLASSES`).
-    radius : int
-        Half-width of the neighbourhood [px].
+    flagged : mapping
+        ``{abbr: bool array}``: probability at or above the class's threshold.
+        Every key is cleaned.
+    candidate : mapping
+        ``{abbr: bool array}`` for the same keys: probability at or above
+        :data:`CLEAN_FRACTION` of the threshold.
 
     Returns
     -------
-    numpy.ndarray
-        float32 image.
+    numpy.ndarray of bool
+        Candidates connected (8-connected) to a flag of their class, cosmic rays grown by
+        :data:`CR_GROWTH` px.
     """
-    bad = (np.asarray(bitmask) & clean_bits(classes)) != 0
-    return inpaint(image, bad, radius=radius)
+    eight = np.ones((3, 3), bool)
+    bad = None
+    for abbr, strong in flagged.items():
+        strong = np.asarray(strong, bool)
+        grown = ndimage.binary_propagation(strong, structure=eight,
+                                           mask=strong | np.asarray(candidate[abbr], bool))
+        if abbr == "CR" and CR_GROWTH:
+            grown = ndimage.binary_dilation(grown, structure=eight, iterations=CR_GROWTH)
+        bad = grown if bad is None else bad | grown
+    if bad is None:
+        raise ValueError("clean_mask needs at least one class")
+    return bad

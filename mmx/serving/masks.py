@@ -89,11 +89,18 @@ class MaskWriter:
     thresholds : mapping, optional
         Probability threshold per abbreviation for ``binary``/``bitmask`` (defaults from
         the class table).
+    candidate_classes : sequence of str
+        Classes whose pixels at or above ``candidate_fraction`` of their threshold are
+        kept too (:attr:`candidates`, for the cleaning mask of :mod:`mmx.serving.inpaint`).
+    candidate_fraction : float
+        That fraction.
 
     Attributes
     ----------
     array : numpy.ndarray
         The output, ``(K + 1, H, W)`` or ``(H, W)``.
+    candidates : dict
+        ``{abbr: bool (H, W)}`` of ``candidate_classes``.
     """
 
     def __init__(
@@ -103,6 +110,8 @@ class MaskWriter:
         classes: Sequence[ContaminantClass],
         *,
         thresholds: Mapping[str, float] | None = None,
+        candidate_classes: Sequence[str] = (),
+        candidate_fraction: float = 1.0,
     ) -> None:
         self.mode = OutputMode(mode)
         self.classes = tuple(classes)
@@ -113,6 +122,13 @@ class MaskWriter:
         self._logit_thr = np.array([logit(self.thresholds[c.abbr]) for c in self.classes])
         h, w = (int(s) for s in shape)
         k = len(self.classes)
+        self._candidate_index = [i for i, c in enumerate(self.classes)
+                                 if c.abbr in candidate_classes]
+        self._candidate_thr = np.array([
+            logit(candidate_fraction * self.thresholds[self.classes[i].abbr])
+            for i in self._candidate_index])
+        self.candidates = {self.classes[i].abbr: np.zeros((h, w), dtype=bool)
+                           for i in self._candidate_index}
         if self.mode is OutputMode.BITMASK:
             no_bit = [c.abbr for c in self.classes if not c.bit]
             if len(no_bit) == k:
@@ -136,6 +152,8 @@ class MaskWriter:
         """
         import torch
 
+        for i, thr in zip(self._candidate_index, self._candidate_thr, strict=True):
+            self.candidates[self.classes[i].abbr][rows, cols] = (logits[i] >= thr).numpy()
         mode = self.mode
         if mode is OutputMode.BITMASK:
             thr = torch.as_tensor(self._logit_thr, dtype=logits.dtype).reshape(-1, 1, 1)
@@ -160,6 +178,8 @@ class MaskWriter:
         """Mark pixels with no valid input value (and clear every class there)."""
         if not bad.any():
             return
+        for plane in self.candidates.values():
+            plane[bad] = False
         if self.mode is OutputMode.BITMASK:
             self.array[bad] = NODATA_BIT
             return
@@ -194,7 +214,7 @@ class MaskWriter:
         return cards
 
     def binary_planes(self) -> dict[str, np.ndarray]:
-        """Boolean mask of each class (probability >= threshold), for previews."""
+        """Boolean mask of each class (probability >= threshold), for previews and cleaning."""
         return binary_planes(self.array, self.mode, self.classes, thresholds=self.thresholds)
 
 
@@ -246,6 +266,8 @@ def make_writer(
     classes: Sequence[ContaminantClass],
     *,
     thresholds: Mapping[str, float] | None = None,
+    candidate_classes: Sequence[str] = (),
+    candidate_fraction: float = 1.0,
 ) -> MaskWriter:
     """Create the :class:`MaskWriter` of ``mode`` for an image of ``shape``.
 
@@ -259,4 +281,6 @@ def make_writer(
     except ValueError:
         raise ConfigError(f"output mode must be one of "
                           f"{', '.join(m.value for m in OutputMode)}, got {mode!r}") from None
-    return MaskWriter(mode, shape, classes, thresholds=thresholds)
+    return MaskWriter(mode, shape, classes, thresholds=thresholds,
+                      candidate_classes=candidate_classes,
+                      candidate_fraction=candidate_fraction)

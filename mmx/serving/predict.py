@@ -573,7 +573,7 @@ def _mask_image(image, predictor, spec, *, mode, thresholds, progress, base_card
               if progress else True, position=1) as bar:
         with np.errstate(over="ignore", invalid="ignore"):  # absurd pixel values
             writer = predictor.predict(image.data, mode=mode, thresholds=thresholds,
-                                       progress=bar)
+                                       progress=bar, clean_classes=clean_classes)
     level = saturation_level(image.header)
     if level is not None:
         flag_saturated(writer, image.data, level)
@@ -585,15 +585,14 @@ def _mask_image(image, predictor, spec, *, mode, thresholds, progress, base_card
     _note_dropped(header, image.dropped)
     cleaned = None
     if clean_classes:
-        from mmx.serving.inpaint import inpaint
+        from mmx.serving.inpaint import CLEAN_FRACTION, clean_mask, inpaint
 
         planes = writer.binary_planes()
-        bad = np.zeros(image.data.shape, dtype=bool)
-        for abbr in clean_classes:
-            bad |= planes[abbr]
+        bad = clean_mask({a: planes[a] for a in clean_classes}, writer.candidates)
         clean_header = _mask_header(image.header, base_cards + where + [
             ("MMXCLEAN", ",".join(clean_classes),
-             "classes inpainted (median of good neighbours)")])
+             "classes inpainted (median of good neighbours)"),
+            ("MMXCLFRC", CLEAN_FRACTION, "cleaning grows flags down to this x threshold")])
         if "BUNIT" in image.header:
             clean_header["BUNIT"] = image.header["BUNIT"]
         cleaned = (clean_header, inpaint(image.data, bad))
