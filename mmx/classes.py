@@ -57,6 +57,10 @@ class ContaminantClass:
         Default probability threshold for binary masks.
     maximask_prior : float
         MaxiMask's training proportion P_N(c), for reference only.
+    colour : str
+        Its colour in every picture (mask previews, truth previews, curves): Trubetskoy's
+        20 distinct colours, none white (SAT sits on white star cores), NEB and BBG far
+        apart.
     """
 
     index: int
@@ -66,23 +70,24 @@ class ContaminantClass:
     prior: float
     threshold: float
     maximask_prior: float
+    colour: str
 
 
 CLASSES: tuple[ContaminantClass, ...] = (
-    ContaminantClass(0, "CR", "cosmic rays", 1, 5e-4, 0.43, 0.010),
-    ContaminantClass(1, "HCL", "hot columns/lines", 2, 1e-5, 0.60, 0.009),
-    ContaminantClass(2, "DCL", "dead columns/lines/clusters", 4, 1e-4, 0.74, 0.036),
-    ContaminantClass(3, "HP", "hot pixels", 8, 1e-6, 0.43, 0.001),
-    ContaminantClass(4, "DP", "dead pixels", 16, 1e-6, 0.99, 0.001),
-    ContaminantClass(5, "P", "persistence", 32, 1e-3, 0.65, 0.010),
-    ContaminantClass(6, "TRL", "satellite/plane trails", 64, 1e-3, 0.28, 0.103),
-    ContaminantClass(7, "FR", "residual fringing", 128, 1e-3, 0.76, 0.126),
-    ContaminantClass(8, "NEB", "nebulosity", 256, 1e-3, 0.56, 0.171),
-    ContaminantClass(9, "SAT", "saturated pixels", 512, 1e-3, 0.81, 0.002),
-    ContaminantClass(10, "SP", "diffraction spikes", 1024, 5e-3, 0.54, 0.044),
-    ContaminantClass(11, "OV", "overscan", 2048, 5e-3, 0.55, 0.118),
-    ContaminantClass(12, "BBG", "bright background", 4096, 0.1, 0.44, 0.126),
-    ContaminantClass(13, "BG", "background", 0, 0.9, 0.27, 0.395),
+    ContaminantClass(0, "CR", "cosmic rays", 1, 5e-4, 0.43, 0.010, "#e6194b"),
+    ContaminantClass(1, "HCL", "hot columns/lines", 2, 1e-5, 0.60, 0.009, "#f58231"),
+    ContaminantClass(2, "DCL", "dead columns/lines/clusters", 4, 1e-4, 0.74, 0.036, "#9a6324"),
+    ContaminantClass(3, "HP", "hot pixels", 8, 1e-6, 0.43, 0.001, "#ffe119"),
+    ContaminantClass(4, "DP", "dead pixels", 16, 1e-6, 0.99, 0.001, "#911eb4"),
+    ContaminantClass(5, "P", "persistence", 32, 1e-3, 0.65, 0.010, "#f032e6"),
+    ContaminantClass(6, "TRL", "satellite/plane trails", 64, 1e-3, 0.28, 0.103, "#3cb44b"),
+    ContaminantClass(7, "FR", "residual fringing", 128, 1e-3, 0.76, 0.126, "#469990"),
+    ContaminantClass(8, "NEB", "nebulosity", 256, 1e-3, 0.56, 0.171, "#4363d8"),
+    ContaminantClass(9, "SAT", "saturated pixels", 512, 1e-3, 0.81, 0.002, "#42d4f4"),
+    ContaminantClass(10, "SP", "diffraction spikes", 1024, 5e-3, 0.54, 0.044, "#bfef45"),
+    ContaminantClass(11, "OV", "overscan", 2048, 5e-3, 0.55, 0.118, "#a9a9a9"),
+    ContaminantClass(12, "BBG", "bright background", 4096, 0.1, 0.44, 0.126, "#808000"),
+    ContaminantClass(13, "BG", "background", 0, 0.9, 0.27, 0.395, "#404040"),
 )
 
 N_CLASSES: int = len(CLASSES)

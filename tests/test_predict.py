@@ -254,13 +254,14 @@ def test_preview_shows_the_raw_image_beside_the_overlay(tmp_path):
     import matplotlib.image as mpimg
     from matplotlib import colors
 
-    from mmx.serving.preview import CLASS_COLORS, render_preview
+    from mmx.classes import by_abbr
+    from mmx.serving.preview import render_preview
 
     image = np.random.default_rng(0).normal(100.0, 5.0, (200, 300))
     cr = np.zeros(image.shape, dtype=bool)
     cr[80:120, 130:170] = True
     png = mpimg.imread(render_preview(image, {"CR": cr}, tmp_path / "p.png"))[..., :3]
-    red = np.all(np.abs(png - colors.to_rgb(CLASS_COLORS["CR"])) < 0.25, axis=2)
+    red = np.all(np.abs(png - colors.to_rgb(by_abbr("CR").colour)) < 0.25, axis=2)
     grey = (np.ptp(png, axis=2) < 0.02) & (png.mean(axis=2) < 0.99)  # image pixels, not paper
     half = png.shape[1] // 2
     assert red[:, half:].sum() > 100 and red[:, :half].sum() == 0  # overlay on the right only

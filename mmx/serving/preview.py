@@ -16,15 +16,8 @@ import numpy as np
 from mmx.classes import by_abbr
 from mmx.io.display import asinh_stretch, save_png
 
-__all__ = ["CLASS_COLORS", "NODATA_COLOR", "render_preview"]
+__all__ = ["NODATA_COLOR", "render_preview"]
 
-#: overlay colour of each class: Trubetskoy's 20 distinct colours, none white (SAT sits on
-#: white star cores), NEB and BBG far apart; BG, almost everywhere, is not drawn
-CLASS_COLORS: dict[str, str] = {
-    "CR": "#e6194b", "HCL": "#f58231", "DCL": "#9a6324", "HP": "#ffe119", "DP": "#911eb4",
-    "P": "#f032e6", "TRL": "#3cb44b", "FR": "#469990", "NEB": "#4363d8", "SAT": "#42d4f4",
-    "SP": "#bfef45", "OV": "#a9a9a9", "BBG": "#808000", "BG": "#404040",
-}
 NODATA_COLOR = "#000000"  #: colour of pixels with no valid input value
 _ALPHA = 0.65
 
@@ -119,7 +112,7 @@ def render_preview(
         if not n_set:
             clean.append(cls.abbr)
             continue
-        rgb_colour = colors.to_rgb(CLASS_COLORS.get(cls.abbr, "#ff00ff"))
+        rgb_colour = colors.to_rgb(cls.colour)
         colour = np.array(rgb_colour, dtype=np.float32)
         small = _reduce_max(mask, f)
         rgb[small] = (1 - _ALPHA) * rgb[small] + _ALPHA * colour

@@ -13,17 +13,10 @@ from mmx.io.shards import Sample
 
 __all__ = ["save_preview"]
 
-_COLOURS = {  # truth colours of the preview; white = no class (object cores)
-    "CR": (0.90, 0.10, 0.10), "HCL": (1.00, 0.55, 0.00), "DCL": (0.55, 0.25, 0.85),
-    "HP": (1.00, 0.90, 0.00), "DP": (0.00, 0.60, 1.00), "P": (0.60, 0.60, 0.10),
-    "TRL": (0.15, 0.35, 0.95), "FR": (0.00, 0.75, 0.70), "NEB": (0.15, 0.70, 0.15),
-    "SAT": (1.00, 0.00, 1.00), "SP": (1.00, 0.60, 0.75), "OV": (0.55, 0.30, 0.20),
-    "BBG": (0.45, 0.45, 0.45), "BG": (0.10, 0.10, 0.10),
-}
-
-
 def _class_colours() -> np.ndarray:
-    return np.array([_COLOURS[c.abbr] for c in CLASSES])
+    from matplotlib.colors import to_rgb
+
+    return np.array([to_rgb(c.colour) for c in CLASSES])
 
 
 def _truth_rgb(labels: np.ndarray) -> np.ndarray:

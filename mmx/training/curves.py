@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmx.classes import ABBREVIATIONS
+from mmx.classes import ABBREVIATIONS, by_abbr
 from mmx.io.display import save_png
 
 __all__ = ["write_rows_csv", "plot_roc", "plot_roc_overview", "plot_purity"]
@@ -112,14 +112,13 @@ def plot_roc_overview(
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 5.0), layout="constrained")
-    colours = plt.get_cmap("tab20").colors
     for i, abbr in enumerate(classes):
         fpr = result["roc_fpr"][i].cpu().numpy()
         tpr = result["roc_tpr"][i].cpu().numpy()
         ok = np.isfinite(fpr) & np.isfinite(tpr)
         if not ok.any():
             continue
-        colour = colours[(2 * i) % 20 if i < 10 else (2 * (i - 10) + 1) % 20]
+        colour = by_abbr(abbr).colour
         ax.plot(np.maximum(fpr[ok], fpr_floor), tpr[ok], lw=1.3, color=colour,
                 label=f"{abbr} (AUC {float(result['auc'][i]):.3f})")
         f0, t0 = float(result["fpr"][i]), float(result["tpr"][i])
