@@ -216,7 +216,7 @@ class HFNet(nn.Module):
             pools.append((idx, size))
         sides = []
         for dec, side, (idx, size) in zip(self.decoders, self.sides, pools[::-1], strict=True):
-            x = dec(F.max_unpool2d(x, idx, 2, output_size=size))
+            x = dec(F.max_unpool2d(x, idx, (2, 2), output_size=size))
             sides.append(_upsample_to(side(x), full))
         logits = self.fuse(torch.cat(sides, dim=1))[..., :h, :w]
         if not return_aux:
@@ -309,6 +309,7 @@ def receptive_field_margin(
             x.requires_grad_(True)
             out = probe(x)
             out[..., c0:c0 + stride, c0:c0 + stride].sum().backward()
+            assert x.grad is not None  # x requires grad and reaches the output
             footprint |= x.grad[0, 0] != 0
         ys, xs = torch.nonzero(footprint, as_tuple=True)
         touches = ys.min() == 0 or xs.min() == 0 or ys.max() == size - 1 or xs.max() == size - 1
@@ -376,8 +377,10 @@ def init_output_bias(net: nn.Module, bias: Sequence[float] | torch.Tensor) -> nn
             head.bias.copy_(b.to(head.bias))
     elif isinstance(net, HFNet):
         for side in net.sides:
+            assert isinstance(side, nn.Conv2d) and side.bias is not None
             side.bias.copy_(b.to(side.bias))
         w = net.fuse.weight[:, :, 0, 0]  # (C, C * n_sides)
+        assert net.fuse.bias is not None
         net.fuse.bias.copy_(b.to(w) - w @ b.to(w).repeat(len(net.sides)))
     else:
         raise ConfigError(f"init_output_bias does not know {type(net).__name__}")
