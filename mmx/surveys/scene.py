@@ -64,7 +64,9 @@ class Psf:
         Core ellipticity components (distortion ``(a^2-b^2)/(a^2+b^2)``).
     obscuration : float or None
         Linear central obscuration of a diffraction-limited pupil: the core is then an
-        Airy pattern of this FWHM (GalSim-drawn stars); ``None``: Moffat.
+        Airy pattern of this FWHM integrated over the square pixels (GalSim-drawn stars;
+        an undersampled Airy core drawn at pixel centres would be sharper than any star a
+        CCD records); ``None``: Moffat.
     """
 
     fwhm: float
@@ -82,9 +84,10 @@ class Psf:
         """GalSim profile of the unit-flux core (used to convolve galaxies)."""
         import galsim
 
-        if self.obscuration is not None:
-            core = galsim.Airy(lam_over_diam=self.fwhm / _AIRY_FWHM,
+        if self.obscuration is not None:  # sampled by pixels that integrate the light
+            airy = galsim.Airy(lam_over_diam=self.fwhm / _AIRY_FWHM,
                                obscuration=self.obscuration)
+            core = galsim.Convolve(airy, galsim.Pixel(1.0))
         else:
             core = galsim.Moffat(beta=self.beta, fwhm=self.fwhm)
         return core.shear(e1=self.e1, e2=self.e2)
