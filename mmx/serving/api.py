@@ -213,7 +213,8 @@ class Masker:
         for item in _images(data):
             flagged = self._mask_one(item, "bitmask", self.thresholds, clean_classes=wanted)
             planes = flagged.writer.binary_planes()
-            bad = clean_mask({a: planes[a] for a in wanted}, flagged.writer.candidates)
+            bad = clean_mask({a: planes[a] for a in wanted}, flagged.writer.candidates,
+                             protect=planes.get("SAT"))
             cleaned = inpaint(item.pixels, bad, radius=radius)
             results.append(item.wrap(cleaned, flagged, cleaned_image=True))
         return _shape_like(data, results)

@@ -81,8 +81,8 @@ def inpaint(image: np.ndarray, bad: np.ndarray, *, radius: int = 2) -> np.ndarra
     return out
 
 
-def clean_mask(flagged: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray]
-               ) -> np.ndarray:
+def clean_mask(flagged: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray], *,
+               protect: np.ndarray | None = None) -> np.ndarray:
     """Pixels a cleaned image replaces, from each class's flags and its weaker candidates.
 
     Parameters
@@ -93,6 +93,8 @@ def clean_mask(flagged: Mapping[str, np.ndarray], candidate: Mapping[str, np.nda
     candidate : mapping
         ``{abbr: bool array}`` for the same keys: probability at or above
         :data:`CLEAN_FRACTION` of the threshold.
+    protect : numpy.ndarray of bool, optional
+        Pixels never replaced (the saturated ones: real, if compromised, flux).
 
     Returns
     -------
@@ -111,4 +113,4 @@ def clean_mask(flagged: Mapping[str, np.ndarray], candidate: Mapping[str, np.nda
         bad = grown if bad is None else bad | grown
     if bad is None:
         raise ValueError("clean_mask needs at least one class")
-    return bad
+    return bad if protect is None else bad & ~np.asarray(protect, bool)

@@ -588,7 +588,8 @@ def _mask_image(image, predictor, spec, *, mode, thresholds, progress, base_card
         from mmx.serving.inpaint import CLEAN_FRACTION, clean_mask, inpaint
 
         planes = writer.binary_planes()
-        bad = clean_mask({a: planes[a] for a in clean_classes}, writer.candidates)
+        bad = clean_mask({a: planes[a] for a in clean_classes}, writer.candidates,
+                         protect=planes.get("SAT"))
         clean_header = _mask_header(image.header, base_cards + where + [
             ("MMXCLEAN", ",".join(clean_classes),
              "classes inpainted (median of good neighbours)"),
