@@ -195,9 +195,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="frame size NAXIS1xNAXIS2 (columns x rows), default 2048x4096")
     parser.add_argument("--mode", default="bitmask", help="mmx output mode")
     parser.add_argument("--threads", type=int, default=None, help="mmx --threads")
-    parser.add_argument("--batch-size", type=int, default=2, help="mmx --batch-size")
+    parser.add_argument("--batch-size", type=int, default=1, help="mmx --batch-size")
     parser.add_argument("--precision", default="auto", help="mmx --precision")
-    parser.add_argument("--tile", type=int, default=512, help="tile of the random model")
+    parser.add_argument("--tile", type=int, default=1024, help="tile of the random model")
     parser.add_argument("--maximask-batch-size", type=int, default=8,
                         help="MaxiMask --batch_size (its default: 8)")
     parser.add_argument("--repeat", type=int, default=1, help="mmx runs (best is reported)")

@@ -102,7 +102,7 @@ class Masker:
         tracking_uri: str | None = None,
         precision: str = "auto",
         threads: int | None = None,
-        batch_size: int = 2,
+        batch_size: int = 1,
     ) -> None:
         from mmx.classes import parse_class_list, parse_class_values
         from mmx.serving.masks import OutputMode

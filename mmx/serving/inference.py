@@ -104,7 +104,7 @@ class Predictor:
         classes: Sequence[str] | None = None,
         priors: Mapping[str, float] | None = None,
         apply_priors: bool = True,
-        batch_size: int = 2,
+        batch_size: int = 1,
         threads: int | None = None,
         tile: int | None = None,
         margin: int | None = None,
