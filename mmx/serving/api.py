@@ -201,7 +201,7 @@ class Masker:
             as ``.flags`` and the no-data pixels as ``.mask``.
         """
         from mmx.classes import by_abbr
-        from mmx.serving.inpaint import CLEAN_CLASSES, clean_mask, inpaint
+        from mmx.serving.inpaint import CLEAN_CLASSES, inpaint, writer_clean_mask
 
         asked = CLEAN_CLASSES if classes is None else classes
         wanted = [by_abbr(a).abbr for a in asked if by_abbr(a).abbr in self.classes]
@@ -212,9 +212,7 @@ class Masker:
         results = []
         for item in _images(data):
             flagged = self._mask_one(item, "bitmask", self.thresholds, clean_classes=wanted)
-            planes = flagged.writer.binary_planes()
-            bad = clean_mask({a: planes[a] for a in wanted}, flagged.writer.candidates,
-                             protect=planes.get("SAT"))
+            bad = writer_clean_mask(flagged.writer, wanted)
             cleaned = inpaint(item.pixels, bad, radius=radius)
             results.append(item.wrap(cleaned, flagged, cleaned_image=True))
         return _shape_like(data, results)

@@ -33,7 +33,7 @@ from mmx.classes import by_abbr
 from mmx.cleaning.defects import repair
 
 __all__ = ["CLEAN_CLASSES", "CLEAN_FRACTION", "CLEAN_SUFFIX", "CR_GROWTH", "clean_bits",
-           "clean_mask", "inpaint"]
+           "clean_mask", "inpaint", "writer_clean_mask"]
 
 #: classes whose pixels a cleaned image replaces
 CLEAN_CLASSES: tuple[str, ...] = ("CR", "HP", "HCL", "DCL", "TRL")
@@ -114,3 +114,13 @@ def clean_mask(flagged: Mapping[str, np.ndarray], candidate: Mapping[str, np.nda
     if bad is None:
         raise ValueError("clean_mask needs at least one class")
     return bad if protect is None else bad & ~np.asarray(protect, bool)
+
+
+def writer_clean_mask(writer, classes: Iterable[str]) -> np.ndarray:
+    """:func:`clean_mask` of an image's mask writer (made with ``candidate_classes``).
+
+    Its flags at the thresholds, its candidates, and its SAT plane (if any) as protected.
+    """
+    planes = writer.binary_planes()
+    return clean_mask({a: planes[a] for a in classes}, writer.candidates,
+                      protect=planes.get("SAT"))

@@ -585,11 +585,9 @@ def _mask_image(image, predictor, spec, *, mode, thresholds, progress, base_card
     _note_dropped(header, image.dropped)
     cleaned = None
     if clean_classes:
-        from mmx.serving.inpaint import CLEAN_FRACTION, clean_mask, inpaint
+        from mmx.serving.inpaint import CLEAN_FRACTION, inpaint, writer_clean_mask
 
-        planes = writer.binary_planes()
-        bad = clean_mask({a: planes[a] for a in clean_classes}, writer.candidates,
-                         protect=planes.get("SAT"))
+        bad = writer_clean_mask(writer, clean_classes)
         clean_header = _mask_header(image.header, base_cards + where + [
             ("MMXCLEAN", ",".join(clean_classes),
              "classes inpainted (median of good neighbours)"),
