@@ -255,3 +255,27 @@ def test_fit_packages_the_last_weights_with_sparse_validation(shard_sets, tmp_pa
     last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     packaged = load_package(tmp_path / "m").net.state_dict()
     assert all(torch.equal(v, last[f"net.{k}"]) for k, v in packaged.items())
+
+
+def test_fine_tuning_starts_from_a_package_of_the_same_network(shard_sets, tmp_path):
+    from mmx.training.fit import train
+
+    def fit(name: str, **over) -> dict:
+        return train(_cfg(checkpoint_dir=f"ck-{name}", **over), train_dir=shard_sets["train"],
+                     val_dir=shard_sets["val"], model_dir=tmp_path / name,
+                     results_dir=tmp_path / f"r-{name}",
+                     tracking_uri=f"sqlite:///{tmp_path / 'db.sqlite'}", root=tmp_path)
+
+    fit("base", seed=5)
+    base = load_package(tmp_path / "base").net
+    # with a vanishing learning rate the fine-tuned weights stay the starting package's
+    fit("tuned", seed=6, lr=1e-12, init_weights="base")
+    tuned = load_package(tmp_path / "tuned").net
+    for (name, p0), p1 in zip(base.named_parameters(), tuned.parameters(), strict=True):
+        torch.testing.assert_close(p1, p0, rtol=0, atol=1e-9, msg=name)
+    fit("scratch", seed=6, lr=1e-12)  # the same fit without init_weights starts elsewhere
+    scratch = load_package(tmp_path / "scratch").net
+    assert not torch.allclose(next(scratch.parameters()), next(base.parameters()), atol=1e-3)
+    with pytest.raises(ConfigError, match=r"init_weights: .*base holds unet \{'widths': \[4, 8\]\}, "
+                       r"expected unet \{'widths': \[4, 4\]\}"):
+        fit("other", arch_kwargs={"widths": [4, 4]}, init_weights="base")

@@ -66,6 +66,7 @@ class TrainConfig:
     progress_bar: bool = True
     checkpoint_dir: str = "checkpoints"
     resume: bool = False
+    init_weights: str | None = None
     tile: int = 512
 
     def __post_init__(self) -> None:

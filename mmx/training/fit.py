@@ -72,6 +72,25 @@ def _max_time(minutes: float | None) -> _dt.timedelta | None:
     return None if minutes in (None, 0) else _dt.timedelta(minutes=float(minutes))
 
 
+def _load_initial_weights(net: torch.nn.Module, cfg: TrainConfig, root: Path) -> None:
+    """Start ``net`` from the weights of the package ``cfg.init_weights`` (fine-tuning).
+
+    The package must hold the same network (architecture and its keyword arguments).
+    """
+    from mmx.model.package import load_package
+
+    folder = Path(cfg.init_weights)
+    folder = folder if folder.is_absolute() else root / folder
+    start = load_package(folder)
+    if (start.meta.architecture, start.meta.arch_kwargs) != (cfg.architecture, cfg.arch_kwargs):
+        raise ConfigError(
+            f"train.init_weights: {folder} holds {start.meta.architecture} "
+            f"{start.meta.arch_kwargs}, expected {cfg.architecture} {cfg.arch_kwargs} "
+            "(train.architecture, train.arch_kwargs)")
+    net.load_state_dict(start.net.state_dict())
+    log.info("starting from the weights of %s", folder)
+
+
 def train(
     cfg: TrainConfig | Mapping,
     *,
@@ -152,6 +171,8 @@ def train(
         channels_last=cfg.channels_last,
         metric_bins=cfg.metric_bins,
     )
+    if cfg.init_weights:
+        _load_initial_weights(module.net, cfg, root)
     stride = int(getattr(module.net, "stride", 1))
     if cfg.tile % stride:
         raise ConfigError(f"train.tile must be a multiple of the network's stride {stride}, "
