@@ -2,8 +2,9 @@
 
 ``python -m pipelines.release --fit --steps 8000 --minutes 100`` trains with the ``train``
 section of params.yaml on the pipeline's synthesized splits (the same data path as the
-default model), with a longer step budget and a wall-clock cap, in its own checkpoint and
-model folders, tracked in MLflow; then :func:`mmx.training.releasing.make_release` calibrates,
+default model), with a longer step budget and a wall-clock cap (and, if given, its own crop,
+batch size, learning rate and starting weights), in its own checkpoint and model folders,
+tracked in MLflow; then :func:`mmx.training.releasing.make_release` calibrates,
 scores and writes the package. Without ``--fit`` an existing package (``--model``,
 default ``paths.model``) is packaged; ``--recalibrate`` sets its thresholds anew from the
 ``train`` settings (``threshold_rule``, ``target_fpr``, ``class_target_fpr``).
@@ -35,14 +36,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=8000, help="--fit: optimiser steps")
     parser.add_argument("--minutes", type=float, default=None,
                         help="--fit: wall-clock cap [min] (the schedule anneals within it)")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="--fit: start from this package's weights (train.init_weights)")
+    parser.add_argument("--crop", type=int, default=None,
+                        help="--fit: training crop side [px] (default params.yaml train.crop)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="--fit: crops per step (default params.yaml train.batch_size)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="--fit: peak learning rate (default params.yaml train.lr)")
     parser.add_argument("--recalibrate", action="store_true",
                         help="recalibrate the thresholds with params.yaml train settings")
+    parser.add_argument("--out", type=Path, default=release_package_dir(),
+                        help="folder the release package is written to")
     args = parser.parse_args(argv)
     model = args.model
     if args.fit:
         params = load_params()
+        overrides = {"init_weights": str(args.init) if args.init else None, "crop": args.crop,
+                     "batch_size": args.batch_size, "lr": args.lr}
         cfg = {**params["train"], "max_steps": args.steps, "max_time_min": args.minutes,
-               "checkpoint_dir": "checkpoints/release", "progress_bar": False}
+               "checkpoint_dir": "checkpoints/release", "progress_bar": False,
+               **{k: v for k, v in overrides.items() if v is not None}}
         model = ROOT / "models" / "release-fit"
         train(cfg, train_dir=path("train"), val_dir=args.val, model_dir=model,
               results_dir=ROOT / "results" / "release", root=ROOT, run_name="release",
@@ -50,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     train_cfg = section("train")
     calibration = {"rule": train_cfg["threshold_rule"], "target_fpr": train_cfg["target_fpr"],
                    "class_target_fpr": train_cfg["class_target_fpr"]}
-    out = make_release(model, val_dir=args.val, test_dir=args.test, out=release_package_dir(),
+    out = make_release(model, val_dir=args.val, test_dir=args.test, out=args.out,
                        eval_cfg=section("evaluate"), log_to_mlflow=args.fit,
                        calibration=calibration if args.recalibrate else None)
     size = sum(p.stat().st_size for p in out.iterdir()) / 1e6
