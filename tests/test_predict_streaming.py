@@ -148,3 +148,34 @@ def test_writer_commits_complete_files_only(tmp_path):
         writer.commit()
     fits.HDUList(hdus).writeto(tmp_path / "ref.fits", output_verify="fix+ignore")
     assert path.read_bytes() == (tmp_path / "ref.fits").read_bytes()  # as astropy writes it
+
+
+def test_reading_and_writing_overlap_masking_with_the_same_outputs(predictor, tmp_path, rng,
+                                                                   monkeypatch):
+    """HDUs are read in the read-ahead thread and written in the writer thread; the files
+    are those of a run in the calling thread alone (``MMX_OVERLAP=0``)."""
+    import threading
+
+    exposure = _exposure(tmp_path / "exp.fits", rng, n=4)
+    threads: dict[str, set] = {"read": set(), "write": set()}
+    read, append = mmx.serving.predict.read_image, mmx.serving.predict._append_images
+
+    def reading(*args, **kwargs):
+        threads["read"].add(threading.current_thread().name)
+        return read(*args, **kwargs)
+
+    def appending(*args, **kwargs):
+        threads["write"].add(threading.current_thread().name)
+        return append(*args, **kwargs)
+
+    monkeypatch.setattr(mmx.serving.predict, "read_image", reading)
+    monkeypatch.setattr(mmx.serving.predict, "_append_images", appending)
+    together = predict_file(exposure, predictor, out_dir=tmp_path / "overlap", clean=True)
+    assert threads == {"read": {"mmx-read-ahead"}, "write": {"mmx-write_0"}}
+    monkeypatch.setenv("MMX_OVERLAP", "0")
+    threads = {"read": set(), "write": set()}
+    alone = predict_file(exposure, predictor, out_dir=tmp_path / "serial", clean=True)
+    assert threads == {"read": {"MainThread"}, "write": {"MainThread"}}
+    for name in (together.name, together.name.replace(".mask.", ".clean.")):
+        assert (tmp_path / "overlap" / name).read_bytes() == (tmp_path / "serial" / name
+                                                               ).read_bytes(), name

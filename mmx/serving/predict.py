@@ -6,8 +6,10 @@ Output file
 file name without ``.fits``/``.fit``/``.fts`` and ``.fz``/``.gz``; an input selected as
 ``file.fits[N]`` gives ``<name>.hdu<N>.mask.fits``, ``file.fits[SCI,2]`` gives
 ``<name>.SCI_2.mask.fits``. Outputs are written one HDU at a time and atomically
-(:class:`mmx.io.fitsio.AtomicFitsWriter`: memory holds one image whatever the number of
-HDUs, and the file appears only when complete), never over an input, and over an existing
+(:class:`mmx.io.fitsio.AtomicFitsWriter`: memory holds at most three images and masks, the
+next HDU read ahead and the previous one being written while one is masked
+(:mod:`mmx.serving.overlap`), whatever the number of HDUs, and the file appears only when
+complete), never over an input, and over an existing
 output only with ``overwrite``; with ``skip_existing`` an existing mask made by the same model and
 options (its ``MMXFPRNT`` key) is kept and the input skipped, so a crashed batch resumes.
 Two inputs that would write one output file are refused before anything runs.
@@ -93,6 +95,7 @@ from mmx.io.fitsio import (
     release_data,
 )
 from mmx.serving.masks import OutputMode, make_writer
+from mmx.serving.overlap import OrderedWriter, overlap_enabled, read_ahead
 
 __all__ = [
     "MASK_SUFFIX",
@@ -521,12 +524,15 @@ def _predict_hdus(spec, hdul, indices, predictor, out, *, mode, thresholds, over
     """Mask HDUs ``indices`` of the open file ``hdul``, one HDU at a time.
 
     Each output HDU is appended to its file as soon as it is made and its pixels dropped,
-    so memory holds one image and its mask whatever the number of HDUs; the files appear
-    only when complete (:class:`~mmx.io.fitsio.AtomicFitsWriter`), the cleaned image first.
+    so memory holds a few images and masks whatever the number of HDUs: the next HDU is
+    read and the previous one's outputs written while the current one is masked
+    (:mod:`mmx.serving.overlap`). The files appear only when complete
+    (:class:`~mmx.io.fitsio.AtomicFitsWriter`), the cleaned image first.
     """
     prov = predictor.provenance()
     base_cards = provenance_cards(prov, mode=mode) + [
         ("MMXFPRNT", fingerprint, "digest of model and options (--skip-existing)")]
+    overlap = overlap_enabled()
     with contextlib.ExitStack() as stack:
         masks = _Output(stack.enter_context(
             AtomicFitsWriter(out, overwrite=overwrite, protect=[spec.path])),
@@ -535,30 +541,62 @@ def _predict_hdus(spec, hdul, indices, predictor, out, *, mode, thresholds, over
             AtomicFitsWriter(cleaned_out, overwrite=overwrite, protect=[spec.path])),
             spec, base_cards, compress=False)
         outputs = [o for o in (masks, cleans) if o is not None]
+        # entered last, left first: no write is running when a failed file is discarded
+        writer = stack.enter_context(OrderedWriter(enabled=overlap))
         if spec.selected and indices[0] != 0:  # the file's primary header, without its data
             for output in outputs:
                 output.add_primary_header(hdul[0])
-        for index in indices if spec.selected else range(len(hdul)):
-            if index not in indices:
-                for output in outputs:
-                    output.add_copy(hdul[index], index)
-                release_data(hdul[index])
+        for index, item in read_ahead(_hdu_items(spec, hdul, indices, len(outputs)),
+                                      enabled=overlap):
+            if isinstance(item, list):  # copies of HDUs that are not masked
+                writer.submit(_append_copies, outputs, item)
                 continue
-            mask, cleaned = _mask_image(read_image(spec, hdul, index), predictor, spec,
+            mask, cleaned = _mask_image(item, predictor, spec,
                                         mode=mode, thresholds=thresholds, progress=progress,
                                         base_cards=base_cards, png=pngs.get(index),
                                         written=written, clean_classes=clean_classes
                                         if cleans is not None else ())
-            masks.add_image(*mask)
-            if cleans is not None:
-                assert cleaned is not None  # clean_classes given: a cleaned image comes back
-                cleans.add_image(*cleaned)
+            del item
+            writer.submit(_append_images, masks, mask, cleans, cleaned)
             del mask, cleaned  # the next HDU starts from an empty slate
+        writer.finish()
         if cleans is not None:
             written.append(cleans.writer.commit())
         masks.writer.commit()
     log.info("%s -> %s (%d image HDU(s))", spec, out, len(indices))
     return out
+
+
+def _hdu_items(spec, hdul, indices, n_outputs: int) -> Iterator[tuple[int, object]]:
+    """``(index, image)`` for each HDU to mask, ``(index, copies)`` for each one to copy.
+
+    Everything that touches the input file happens here (in the read-ahead thread):
+    a copied HDU comes with its data in memory, one copy per output file.
+    """
+    for index in indices if spec.selected else range(len(hdul)):
+        if index in indices:
+            yield index, read_image(spec, hdul, index)
+            continue
+        hdu = hdul[index]
+        copies = [_copy_hdu_safely(hdu, spec.path, index, primary=index == 0)
+                  for _ in range(n_outputs)]
+        for copy in copies:
+            _ = copy.data  # read now, not by the writer thread
+        release_data(hdu)
+        yield index, copies
+
+
+def _append_copies(outputs: list[_Output], copies: list) -> None:
+    for output, copy in zip(outputs, copies, strict=True):
+        output.append_copy(copy)
+
+
+def _append_images(masks: _Output, mask: tuple, cleans: _Output | None,
+                   cleaned: tuple | None) -> None:
+    masks.add_image(*mask)
+    if cleans is not None:
+        assert cleaned is not None  # clean_classes given: a cleaned image comes back
+        cleans.add_image(*cleaned)
 
 
 def _mask_image(image, predictor, spec, *, mode, thresholds, progress, base_cards, png,
@@ -630,9 +668,9 @@ class _Output:
             primary = False
         self._append(_image_hdu(header, data, primary=primary, compress=self.compress))
 
-    def add_copy(self, hdu, index: int) -> None:
-        """Input HDU ``index``, not masked, copied with a clean header."""
-        self._append(_copy_hdu_safely(hdu, self.spec.path, index, primary=not self.started))
+    def append_copy(self, copy) -> None:
+        """An input HDU that is not masked, as :func:`_copy_hdu_safely` copied it."""
+        self._append(copy)
 
     def _append(self, hdu) -> None:
         if not self.started:

@@ -1,0 +1,114 @@
+"""Reading, computing and writing at the same time: one reader and one writer thread.
+
+:func:`mmx.serving.predict.predict_file` reads the next HDU while the network masks the
+current one and writes the previous one's outputs meanwhile. The network, FITS reading
+(``readinto``, byte swapping) and writing release the GIL, so on a machine whose cores are
+not all busy with the network (or whose files sit on a slow disk or a network file
+system), the reading and writing time hides behind the computing. Memory holds at most
+three HDUs: the one read ahead, the one being masked and the one being written.
+
+``MMX_OVERLAP=0`` in the environment runs everything in the calling thread, in the same
+order (for benchmarks); the outputs are the same bytes either way.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
+
+__all__ = ["overlap_enabled", "read_ahead", "OrderedWriter"]
+
+T = TypeVar("T")
+
+_END = object()
+
+
+def overlap_enabled() -> bool:
+    """False when ``MMX_OVERLAP`` is ``0`` (or ``false``/``no``/``off``), else True."""
+    return os.environ.get("MMX_OVERLAP", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def read_ahead(items: Iterator[T], *, enabled: bool = True) -> Iterator[T]:
+    """Yield ``items``, producing the next one in a background thread meanwhile.
+
+    An exception raised while producing an item is raised here, where that item would
+    have been yielded; the items before it are yielded first. Closing the generator early
+    stops the thread after the item it is producing.
+    """
+    if not enabled:
+        yield from items
+        return
+    slot: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        slot.put((item, None), timeout=0.05)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            slot.put((_END, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            slot.put((_END, exc))
+
+    thread = threading.Thread(target=produce, name="mmx-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = slot.get()
+            if error is not None:
+                raise error
+            if item is _END:
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # let a producer blocked on a full slot finish
+            try:
+                slot.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)
+
+
+class OrderedWriter:
+    """Run calls in submission order in one background thread, at most one at a time.
+
+    :meth:`submit` first waits for the previous call (so at most one output is held in
+    memory waiting to be written) and raises its exception, if any; :meth:`finish` waits
+    for the last. Use as a context manager: leaving it waits for the running call, so the
+    caller may then discard what that call was writing to.
+    """
+
+    def __init__(self, *, enabled: bool = True) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="mmx-write") if enabled else None
+        self._last: Future | None = None
+
+    def submit(self, call: Callable[..., object], *args) -> None:
+        """Run ``call(*args)`` after the previous call (here, when disabled)."""
+        self.finish()
+        if self._pool is None:
+            call(*args)
+        else:
+            self._last = self._pool.submit(call, *args)
+
+    def finish(self) -> None:
+        """Wait for the last call; raise its exception."""
+        last, self._last = self._last, None
+        if last is not None:
+            last.result()
+
+    def __enter__(self) -> OrderedWriter:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
