@@ -95,3 +95,26 @@ def test_mmx_overlap_switch(monkeypatch):
         assert not overlap_enabled()
     monkeypatch.setenv("MMX_OVERLAP", "1")
     assert overlap_enabled()
+
+
+def test_prefetch_file_advises_the_kernel_and_never_fails(tmp_path, monkeypatch):
+    import os
+
+    from mmx.serving.overlap import prefetch_file
+
+    path = tmp_path / "frame.fits"
+    path.write_bytes(b"x" * 4096)
+    calls = []
+    real = getattr(os, "posix_fadvise", None)
+    if real is None:
+        pytest.skip("no posix_fadvise on this platform")
+
+    def advise(fd, offset, length, how):
+        calls.append((os.fstat(fd).st_size, offset, length, how))
+        return real(fd, offset, length, how)
+
+    monkeypatch.setattr(os, "posix_fadvise", advise)
+    prefetch_file(path)
+    assert calls == [(4096, 0, 0, os.POSIX_FADV_WILLNEED)]
+    prefetch_file(tmp_path / "missing.fits")  # nothing to read: nothing happens
+    assert len(calls) == 1

@@ -176,6 +176,26 @@ def test_reading_and_writing_overlap_masking_with_the_same_outputs(predictor, tm
     threads = {"read": set(), "write": set()}
     alone = predict_file(exposure, predictor, out_dir=tmp_path / "serial", clean=True)
     assert threads == {"read": {"MainThread"}, "write": {"MainThread"}}
+    assert alone.name == together.name
     for name in (together.name, together.name.replace(".mask.", ".clean.")):
         assert (tmp_path / "overlap" / name).read_bytes() == (tmp_path / "serial" / name
                                                                ).read_bytes(), name
+
+
+def test_a_batch_prefetches_the_next_file_while_masking_one(predictor, tmp_path, rng,
+                                                            monkeypatch):
+    files = [_exposure(tmp_path / f"f{k}.fits", rng, n=1) for k in range(3)]
+    events: list[str] = []
+    monkeypatch.setattr(mmx.serving.predict, "prefetch_file",
+                        lambda path: events.append(f"prefetch {Path(path).name}"))
+    run_one = mmx.serving.predict.run_one
+
+    def running(spec, *args, **kwargs):
+        events.append(f"mask {spec.path.name}")
+        return run_one(spec, *args, **kwargs)
+
+    monkeypatch.setattr(mmx.serving.predict, "run_one", running)
+    report = predict_files(files, predictor, out_dir=tmp_path / "out", progress=False)
+    assert [r.status for r in report.results] == ["ok"] * 3
+    assert events == ["prefetch f1.fits", "mask f0.fits", "prefetch f2.fits", "mask f1.fits",
+                      "mask f2.fits"]

@@ -5,7 +5,9 @@ current one and writes the previous one's outputs meanwhile. The network, FITS r
 (``readinto``, byte swapping) and writing release the GIL, so on a machine whose cores are
 not all busy with the network (or whose files sit on a slow disk or a network file
 system), the reading and writing time hides behind the computing. Memory holds at most
-three HDUs: the one read ahead, the one being masked and the one being written.
+three HDUs: the one read ahead, the one being masked and the one being written. Across
+files, :func:`prefetch_file` asks the kernel to read the next input into its page cache
+while the current one is masked (no memory of this process).
 
 ``MMX_OVERLAP=0`` in the environment runs everything in the calling thread, in the same
 order (for benchmarks); the outputs are the same bytes either way.
@@ -20,7 +22,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
-__all__ = ["overlap_enabled", "read_ahead", "OrderedWriter"]
+__all__ = ["overlap_enabled", "read_ahead", "OrderedWriter", "prefetch_file"]
 
 T = TypeVar("T")
 
@@ -30,6 +32,28 @@ _END = object()
 def overlap_enabled() -> bool:
     """False when ``MMX_OVERLAP`` is ``0`` (or ``false``/``no``/``off``), else True."""
     return os.environ.get("MMX_OVERLAP", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def prefetch_file(path: str | os.PathLike) -> None:
+    """Ask the kernel to start reading ``path`` into its page cache (never an error).
+
+    ``posix_fadvise(POSIX_FADV_WILLNEED)``: the read happens in the background, so opening
+    the file later finds its bytes in memory (on slow disks and network file systems).
+    Nothing where the call does not exist or the file cannot be opened.
+    """
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is None:
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        advise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def read_ahead(items: Iterator[T], *, enabled: bool = True) -> Iterator[T]:

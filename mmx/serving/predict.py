@@ -95,7 +95,7 @@ from mmx.io.fitsio import (
     release_data,
 )
 from mmx.serving.masks import OutputMode, make_writer
-from mmx.serving.overlap import OrderedWriter, overlap_enabled, read_ahead
+from mmx.serving.overlap import OrderedWriter, overlap_enabled, prefetch_file, read_ahead
 
 __all__ = [
     "MASK_SUFFIX",
@@ -855,7 +855,10 @@ class _RunLog:
 
 
 def _run_local(specs, predictor, options, fingerprint, progress) -> Iterator[FileResult]:
-    for spec in specs:
+    overlap = overlap_enabled()
+    for k, spec in enumerate(specs):
+        if overlap and k + 1 < len(specs) and specs[k + 1].path != spec.path:
+            prefetch_file(specs[k + 1].path)  # read by the kernel while this one is masked
         yield run_one(spec, predictor, options, fingerprint=fingerprint, progress=progress)
 
 
