@@ -17,7 +17,8 @@ start-up on its own: ``mmx predict`` on a 64x64 frame through ``models:/mmx@prod
 a temporary sqlite store (first call fills the model cache, then warm calls), through a
 model folder, and ``import torch`` alone. ``--paths`` also runs the frame once per forced
 path (PyTorch float32/bfloat16, ONNX Runtime float32/int8). ``--mef N`` measures peak
-memory on an N-CCD exposure of the frame's size.
+memory on an N-CCD exposure of the frame's size, with and without the overlap of reading,
+masking and writing (``MMX_OVERLAP=0``).
 
 ``--ablation`` additionally times the :class:`mmx.serving.inference.Predictor` in this process
 with each CPU optimisation switched off in turn, to show what each step buys.
@@ -252,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         mef = _mef(work / "exposure.fits", n=args.mef, shape=(rows, cols))
         mef_cmd = mmx_cmd(mef, args.precision)
         forced.append((f"  {args.mef}-CCD exposure", measure(mef_cmd)))
+        forced.append((f"  {args.mef}-CCD exposure, MMX_OVERLAP=0 (no read-ahead/writer)",
+                       measure(mef_cmd, env={**os.environ, "MMX_OVERLAP": "0"})))
 
     maximask = args.maximask_venv / "bin" / "maximask"
     if maximask.is_file():
