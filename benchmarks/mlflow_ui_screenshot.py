@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/mlflow_ui_screenshot.py [--out benchmarks/out] [--port 5055]
 
 Starts ``mmx ui`` on 127.0.0.1 for the project's store, waits for it, and has Chromium
-(``apt-get install chromium``) take PNGs of the ``mmx`` experiment's runs table and of the
-newest training run's metric charts; then stops the server. Look at the PNGs.
+(``apt-get install chromium``) take PNGs of the ``mmx`` experiment's runs table, of its
+runs as metric charts and of the newest training run's metric charts; then stops the
+server. Look at the PNGs.
 """
 
 from __future__ import annotations
@@ -69,7 +70,9 @@ def main() -> None:
     try:
         base = f"http://127.0.0.1:{args.port}"
         _wait(f"{base}/health")
-        shots = [_shot(browser, ui_url(base, exp.experiment_id), args.out / "mlflow_ui_runs.png")]
+        shots = [_shot(browser, ui_url(base, exp.experiment_id), args.out / "mlflow_ui_runs.png"),
+                 _shot(browser, ui_url(base, exp.experiment_id, charts=True),
+                       args.out / "mlflow_ui_run_charts.png")]
         if trained is not None:
             shots.append(_shot(browser, ui_url(base, exp.experiment_id, trained.info.run_id),
                                args.out / "mlflow_ui_run_metrics.png"))

@@ -182,3 +182,24 @@ def test_a_moved_project_keeps_its_registered_models(tmp_path, monkeypatch):
         artifact_uri=f"models:/mmx/{version.version}", dst_path=str(tmp_path / "dl"),
         tracking_uri=uri_new)
     assert list(Path(got).rglob("mmx_model.json"))
+
+
+def test_ui_pages_open_the_training_view_of_the_experiment():
+    from urllib.parse import parse_qs
+
+    from mmx.tracking.store import ui_url
+
+    base = "http://127.0.0.1:5000"
+    assert ui_url(base, None) == base
+    table, charts = ui_url(base, "3"), ui_url(base, "3", charts=True)
+    for page in (table, charts):
+        route, query = page.split("#", 1)[1].split("?", 1)
+        assert route == "/experiments/3/runs"
+        q = parse_qs(query)
+        assert q["workflowType"] == ["machine_learning"]  # not MLflow 3's GenAI view
+        assert q["orderByKey"] == ["metrics.`test.mean.tpr_at_fpr_1e-3`"]
+        assert q["orderByAsc"] == ["false"]
+    assert "compareRunsMode" not in table and parse_qs(charts.split("?", 1)[1])[
+        "compareRunsMode"] == ["CHART"]
+    run = ui_url(base, "3", "abc")
+    assert run == f"{base}/#/experiments/3/runs/abc/model-metrics?workflowType=machine_learning"

@@ -276,6 +276,6 @@ def test_fine_tuning_starts_from_a_package_of_the_same_network(shard_sets, tmp_p
     fit("scratch", seed=6, lr=1e-12)  # the same fit without init_weights starts elsewhere
     scratch = load_package(tmp_path / "scratch").net
     assert not torch.allclose(next(scratch.parameters()), next(base.parameters()), atol=1e-3)
-    with pytest.raises(ConfigError, match=r"init_weights: .*base holds unet \{'widths': \[4, 8\]\}, "
-                       r"expected unet \{'widths': \[4, 4\]\}"):
+    with pytest.raises(ConfigError, match=r"init_weights: .*base holds unet "
+                       r"\{'widths': \[4, 8\]\}, expected unet \{'widths': \[4, 4\]\}"):
         fit("other", arch_kwargs={"widths": [4, 4]}, init_weights="base")

@@ -140,8 +140,9 @@ def ui_command(
     # MLflow's job runner (a consumer pool for GenAI scorers and judges) is not needed to
     # browse runs and models: without it the UI is 2 processes instead of 10.
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
-    page = ui_url(f"http://127.0.0.1:{port}", experiment_id(uri))
-    typer.echo(f"MLflow UI of {uri} (Ctrl-C stops it); mmx runs: {page}", err=True)
+    base, exp = f"http://127.0.0.1:{port}", experiment_id(uri)
+    typer.echo(f"MLflow UI of {uri} (Ctrl-C stops it)\n  mmx runs:   {ui_url(base, exp)}\n"
+               f"  as charts:  {ui_url(base, exp, charts=True)}", err=True)
     raise typer.Exit(subprocess.call(cmd, env=env))
 
 

@@ -157,11 +157,14 @@ def experiment_id(tracking_uri: str, name: str = EXPERIMENT_NAME) -> str | None:
     return None if row is None else str(row[0])
 
 
-def ui_url(base: str, experiment: str | None, run_id: str | None = None) -> str:
+def ui_url(base: str, experiment: str | None, run_id: str | None = None, *,
+           charts: bool = False) -> str:
     """MLflow UI page of the experiment's runs (model-training view, best test figure first).
 
-    With ``run_id``: that run's metric charts. MLflow 3 opens its GenAI view unless the
-    URL asks for ``workflowType=machine_learning``.
+    With ``charts``: the same runs as metric charts (loss, validation and test figures per
+    step; the table's metric columns are the browser's own setting, not the URL's). With
+    ``run_id``: that run's metric charts. MLflow 3 opens its GenAI view unless the URL asks
+    for ``workflowType=machine_learning``.
     """
     if experiment is None:
         return base
@@ -169,7 +172,8 @@ def ui_url(base: str, experiment: str | None, run_id: str | None = None) -> str:
     if run_id is not None:
         return f"{base}/#/experiments/{experiment}/runs/{run_id}/model-metrics?{view}"
     order = "orderByKey=metrics.%60test.mean.tpr_at_fpr_1e-3%60&orderByAsc=false"
-    return f"{base}/#/experiments/{experiment}/runs?{view}&{order}"
+    mode = "&compareRunsMode=CHART" if charts else ""
+    return f"{base}/#/experiments/{experiment}/runs?{view}&{order}{mode}"
 
 
 def git_commit(root: str | Path | None = None) -> str:
