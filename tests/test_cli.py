@@ -58,3 +58,5 @@ def test_option_help_names_what_each_option_takes():
         typed = re.findall(r"--[\w-]+ <(?:str|int|float|list\[\w+\]|path|int range)>",
                            result.output)
         assert not typed, f"mmx {' '.join(command)}: {typed}"
+    usage = runner.invoke(app, ["predict", "--help"], terminal_width=200).output
+    assert "mmx predict [OPTIONS] {PATH}..." in usage and "PATH..." not in usage

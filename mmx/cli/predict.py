@@ -78,7 +78,7 @@ class _Progress:
 @reports_errors
 def predict_command(
     paths: Annotated[list[str], typer.Argument(
-        metavar="PATH...",
+        metavar="PATH",  # Typer shows {PATH}... in the usage line
         help="FITS files (.fits, .fits.fz, .fits.gz), file.fits[N] for one HDU, folders, "
              ".list files of paths.", show_default=False)],
     model: Annotated[str | None, typer.Option(
