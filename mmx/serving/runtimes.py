@@ -23,19 +23,17 @@ the float32 reference.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from mmx.errors import ConfigError, ModelError
+from mmx.io.atomic import atomic_write
 
 __all__ = [
     "RUNTIMES",
@@ -269,18 +267,6 @@ def _content_key(net, meta) -> str:
     return digest.hexdigest()[:24]
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".part-", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
-
 def export_onnx(net, path: str | Path, *, stride: int = 1) -> Path:
     """Export ``net`` (BatchNorm folded) to an ONNX file with dynamic batch and tile size.
 
@@ -298,12 +284,12 @@ def export_onnx(net, path: str | Path, *, stride: int = 1) -> Path:
     def write(tmp):
         with warnings.catch_warnings(), torch.inference_mode():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notes
-            torch.onnx.export(model, (example,), tmp, input_names=["x"],
+            torch.onnx.export(model, (example,), str(tmp), input_names=["x"],
                               output_names=["logits"], dynamic_axes={"x": axes, "logits": axes},
                               dynamo=False, opset_version=17)
 
     path = Path(path)
-    _atomic_write(path, write)
+    atomic_write(path, write)
     return path
 
 
@@ -353,12 +339,12 @@ def quantize_onnx(fp32: str | Path, path: str | Path, *, tile: int) -> Path:
     def write(tmp):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            quantize_static(str(fp32), tmp, Reader(), quant_format=QuantFormat.QDQ,
+            quantize_static(str(fp32), str(tmp), Reader(), quant_format=QuantFormat.QDQ,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             per_channel=True)
 
     path = Path(path)
-    _atomic_write(path, write)
+    atomic_write(path, write)
     return path
 
 

@@ -34,6 +34,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmx.io.atomic import atomic_write_text
+
 __all__ = ["CacheRecord", "cache_root", "file_sha256", "lookup", "store", "derived_path"]
 
 log = logging.getLogger(__name__)
@@ -155,10 +157,7 @@ def store(record: CacheRecord, package_dir: str | Path) -> Path:
              "version": int(record.version), "run_id": record.run_id,
              "storage_location": record.storage_location, "sha256": sha, "meta_sha256": meta_sha,
              "package": folder.name}
-    fd, tmp_ref = tempfile.mkstemp(prefix=".part-", dir=ref.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(entry, fh, indent=1, sort_keys=True)
-    os.replace(tmp_ref, ref)
+    atomic_write_text(ref, json.dumps(entry, indent=1, sort_keys=True))
     return folder
 
 

@@ -7,13 +7,13 @@ of the per-class ROC (log FPR axis, where masks are used) and TPR-vs-purity curv
 from __future__ import annotations
 
 import csv
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from mmx.classes import ABBREVIATIONS, by_abbr
+from mmx.io.atomic import atomic_write
 from mmx.io.display import save_png
 
 __all__ = ["write_rows_csv", "plot_roc", "plot_roc_overview", "plot_purity"]
@@ -21,17 +21,15 @@ __all__ = ["write_rows_csv", "plot_roc", "plot_roc_overview", "plot_purity"]
 
 def write_rows_csv(rows: Sequence[dict], path: str | Path, *, fields: Sequence[str]) -> Path:
     """Write dict rows as CSV with header ``fields`` (atomically, via a temporary file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(fields), lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v)
-                             for k, v in row.items()})
-    os.replace(tmp, path)
-    return path
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(fields), lineterminator="\n")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v)
+                                 for k, v in row.items()})
+
+    return atomic_write(path, write)
 
 
 def _grid(n: int):

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
 import torch
 
+from mmx.io.atomic import atomic_write_text
 from mmx.training.scoring import score_shards
 
 __all__ = ["SUMMARY_KEYS", "evaluate", "summary"]
@@ -76,9 +76,7 @@ def evaluate(
     plots = results_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     for name, figures in (("metrics.json", metrics), ("summary.json", summary(metrics))):
-        tmp = results_dir / f".{name}.part"
-        tmp.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, results_dir / name)
+        atomic_write_text(results_dir / name, json.dumps(figures, indent=2, sort_keys=True) + "\n")
     write_rows_csv(roc_rows(result, classes=classes), plots / "roc.csv",
                    fields=("class", "fpr", "tpr"))
     write_rows_csv(purity_rows(result, classes=classes), plots / "purity.csv",
