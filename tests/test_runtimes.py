@@ -136,3 +136,16 @@ def test_auto_falls_back_to_torch_when_the_export_fails(release, monkeypatch, ca
     assert pred.provenance()["runtime"] == "torch" and "operator not supported" in caplog.text
     with pytest.raises(ModelError, match="cannot export the network to ONNX"):
         Predictor(release, runtime="onnxruntime", threads=1)  # forced: no fallback
+
+
+@needs_ort
+def test_onnx_runtime_caps_the_default_tile_for_memory(release, monkeypatch, tmp_path):
+    monkeypatch.setenv("MMX_CACHE_DIR", str(tmp_path))
+    assert release.meta.tile == 1024
+    onnx = Predictor(release, runtime="onnxruntime", precision="float32", threads=1)
+    assert onnx.settings.tile == OnnxRuntime.max_tile == 768
+    assert onnx.settings.tile % onnx.settings.align == 0
+    asked = Predictor(release, runtime="onnxruntime", precision="float32", threads=1, tile=1024)
+    assert asked.settings.tile == 1024  # a tile the caller asks for is kept
+    torch_path = Predictor(release, runtime="torch", precision="float32", threads=1)
+    assert torch_path.settings.tile == 1024

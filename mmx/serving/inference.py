@@ -74,7 +74,8 @@ class Predictor:
         Intra-op threads for torch (``torch.set_num_threads``, process-wide); default
         torch's own choice (the physical cores).
     tile, margin : int, optional
-        Largest tile side and margin, pixels (default: the model's ``meta.tile`` and
+        Largest tile side and margin, pixels (default: the model's ``meta.tile``, at most
+        the runtime's ``max_tile`` where it has one (ONNX Runtime: memory), and
         ``meta.margin``). The margin must cover the network's receptive field
         (:func:`mmx.model.nets.receptive_field_margin`).
     precision : {"auto", "float32", "bfloat16", "int8"}
@@ -157,7 +158,7 @@ class Predictor:
         if net is None or not callable(net):
             raise ModelError(f"model {package.source!r} has no network to run")
         align = int(getattr(net, "stride", 1) or 1)
-        tile = int(tile if tile is not None else meta.tile)
+        tile_given, tile = tile, int(tile if tile is not None else meta.tile)
         margin = int(margin if margin is not None else meta.margin)
         if tile < 1 or margin < 0:
             raise ConfigError(f"tile must be >= 1 and margin >= 0, got tile={tile}, "
@@ -179,6 +180,9 @@ class Predictor:
             self.settings.runtime, self.settings.precision = "torch", "float32"
             self.runtime = make_runtime(net, meta, runtime="torch", precision="float32",
                                         channels_last=channels_last, fold_bn=fold_bn)
+        cap = getattr(self.runtime, "max_tile", None)
+        if tile_given is None and cap is not None and self.settings.tile > cap:
+            self.settings.tile = int(cap) - int(cap) % align or align  # a memory-bound path
         log.debug("network path: %s", self.runtime.name)
 
     def plan(self, shape: tuple[int, int]) -> TilePlan:
