@@ -255,6 +255,10 @@ def main(argv: list[str] | None = None) -> int:
         forced.append((f"  {args.mef}-CCD exposure", measure(mef_cmd)))
         forced.append((f"  {args.mef}-CCD exposure, MMX_OVERLAP=0 (no read-ahead/writer)",
                        measure(mef_cmd, env={**os.environ, "MMX_OVERLAP": "0"})))
+        if args.paths:  # the path `auto` takes on a CPU without native bf16
+            forced.append((f"  {args.mef}-CCD exposure, onnxruntime/float32",
+                           measure(mmx_cmd(mef, "float32"),
+                                   env={**os.environ, "MMX_RUNTIME": "onnxruntime"})))
 
     maximask = args.maximask_venv / "bin" / "maximask"
     if maximask.is_file():
