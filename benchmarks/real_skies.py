@@ -694,6 +694,79 @@ def _section1(tools: list[Tool], frames: list[Frame], jobs: list[Job], results: 
     return lines + [""]
 
 
+#: classes whose false positives at FPR 1e-3 are traced to what the pixels truly are
+FP_SOURCE_CLASSES = ("CR", "HCL", "HP", "TRL", "SP")
+
+
+def false_positive_sources(planes: Sequence[dict[str, np.ndarray]], labels: Sequence[np.ndarray],
+                           ignores: Sequence[np.ndarray], abbr: str, *, fpr: float = 1e-3
+                           ) -> tuple[float, int, dict[str, int]]:
+    """What the false positives of class ``abbr`` at false-positive rate ``fpr`` truly are.
+
+    The threshold is exact: the ``ceil(fpr * negatives)``-th highest probability among the
+    pixels without ``abbr`` (ignored ones left out) over all images. Each false positive
+    is counted under every other class its truth carries, and under ``"sky"`` when it
+    carries none but BG/BBG (real sky: stars, galaxies, or a real defect the cleaning
+    missed).
+
+    Returns
+    -------
+    threshold, false positives, counts by source
+    """
+    from mmx.classes import ABBREVIATIONS
+
+    bit = ABBREVIATIONS.index(abbr)
+    negatives = [p[abbr][((lab >> bit) & 1 == 0) & (ign == 0)]
+                 for p, lab, ign in zip(planes, labels, ignores, strict=True)]
+    total = sum(n.size for n in negatives)
+    k = max(1, int(np.ceil(fpr * total)))
+    top = np.concatenate([np.partition(n, n.size - min(k, n.size))[n.size - min(k, n.size):]
+                          for n in negatives if n.size])
+    threshold = float(np.sort(top)[-k])
+    sky_bits = (1 << ABBREVIATIONS.index("BG")) | (1 << ABBREVIATIONS.index("BBG"))
+    counts: dict[str, int] = {}
+    n_fp = 0
+    for p, lab, ign in zip(planes, labels, ignores, strict=True):
+        fp = ((lab >> bit) & 1 == 0) & (ign == 0) & (p[abbr] >= threshold)
+        truth = lab[fp]
+        n_fp += int(truth.size)
+        plain = (truth.astype(np.int64) & ~sky_bits) == 0
+        counts["sky"] = counts.get("sky", 0) + int(np.count_nonzero(plain))
+        for j, other in enumerate(ABBREVIATIONS):
+            if other not in ("BG", "BBG") and j != bit:
+                n = int(np.count_nonzero((truth >> j) & 1))
+                if n:
+                    counts[other] = counts.get(other, 0) + n
+    return threshold, n_fp, counts
+
+
+def _fp_sources_lines(tools: list[Tool], jobs: list[Job], work: Path) -> list[str]:
+    injected = [j for j in jobs if j.draw is not None]
+    multi = [t for t in tools if len(t.classes) > 1 and t.available]
+    if not injected or not multi:
+        return []
+    lines = ["### Where the false positives at FPR 1e-3 come from", "",
+             "At each tool's threshold for FPR = 1e-3 (exact, over all pixels without the "
+             "class), the false-positive pixels by what they truly are: an injected "
+             "contaminant of another class, or real sky (`sky`: stars, galaxies, or a real "
+             "defect the cleaning left). A pixel can count under two classes.", "",
+             "| class | tool | threshold | false positives | sources (share of them) |",
+             "|---|---|---|---|---|"]
+    outputs = {t.key: [{a: np.array(p[a]) for a in FP_SOURCE_CLASSES}  # copies: the
+                       for p in (_outputs(t, j, work) for j in injected)]  # rest is freed
+               for t in multi}
+    labels = [j.labels for j in injected]
+    ignores = [j.ignore for j in injected]
+    for abbr in FP_SOURCE_CLASSES:
+        for t in multi:
+            thr, n_fp, counts = false_positive_sources(outputs[t.key], labels, ignores, abbr)
+            ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+            text = ", ".join(f"{src} {n / max(n_fp, 1):.0%}" for src, n in ranked[:4]
+                             if n / max(n_fp, 1) >= 0.01)
+            lines.append(f"| {abbr} | {t.label} | {thr:.3g} | {n_fp} | {text or '—'} |")
+    return lines + [""]
+
+
 def _wfpc2(tools: list[Tool], job: Job, work: Path, out: Path, purities: list[float]
            ) -> tuple[list[str], dict[str, np.ndarray]]:
     """Cosmic rays on MS1137 against the L.A.Cosmic mask; returns lines and CR masks."""
@@ -1087,6 +1160,7 @@ def real_sky_section(
         f"{len(jobs)} frames ({mpix:.2f} Mpix as given to the tools, padding included).", ""]
     results = _injected_results(tools, jobs, work / "real")
     lines += _section1(tools, frames, jobs, results, draws, seed)
+    lines += _fp_sources_lines(tools, jobs, work / "real")
     if results:
         png = _plot_roc(results, tools, out / "real_injected_roc.png",
                         title="ROC on held-out real skies with injected contaminants")

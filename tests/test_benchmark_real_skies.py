@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from benchmarks.real_skies import (
+    false_positive_sources,
     MIN_SIDE,
     SKY_FRAMES,
     RealSplit,
@@ -152,3 +153,24 @@ def test_injection_is_fixed_by_seed_frame_and_draw(rng):
     # defect or overscan strip replaced them (their truth is then known)
     replaced = (a.labels & sum(label_bit(c) for c in ("DCL", "DP", "OV"))) > 0
     assert (a.ignore.astype(bool) | replaced)[sample.ignore.astype(bool)].all()
+
+
+def test_false_positives_are_traced_to_what_the_pixels_truly_are():
+    """2000 negatives over two images: FPR 1e-3 is the 2nd highest; its 2 false positives
+    are an injected hot column and a pixel of plain sky."""
+    cr, hcl, bg = label_bit("CR"), label_bit("HCL"), label_bit("BG")
+    labels = [np.full((20, 50), bg, np.uint16), np.full((20, 50), bg, np.uint16)]
+    labels[0][0, :5] = cr  # 5 positives, not counted among the negatives
+    labels[1][:, 7] |= hcl
+    probs = [np.zeros((20, 50), np.float32), np.zeros((20, 50), np.float32)]
+    probs[0][0, :5] = 0.99
+    probs[1][3, 7] = 0.8  # on the hot column
+    probs[0][9, 9] = 0.6  # on sky
+    probs[1][5, 5] = 0.5  # third highest negative: below the threshold
+    ignores = [np.zeros((20, 50), np.uint8), np.zeros((20, 50), np.uint8)]
+    ignores[0][19, 0] = 1
+    probs[0][19, 0] = 1.0  # ignored: no false positive, not a negative
+    planes = [{"CR": p} for p in probs]
+    threshold, n_fp, sources = false_positive_sources(planes, labels, ignores, "CR", fpr=1e-3)
+    assert threshold == pytest.approx(0.6) and n_fp == 2
+    assert sources == {"sky": 1, "HCL": 1}
