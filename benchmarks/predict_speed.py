@@ -20,6 +20,10 @@ path (PyTorch float32/bfloat16, ONNX Runtime float32/int8). ``--mef N`` measures
 memory on an N-CCD exposure of the frame's size, with and without the overlap of reading,
 masking and writing (``MMX_OVERLAP=0``).
 
+``--max-isa avx2`` limits oneDNN, which runs both tools' convolutions, to AVX2: a
+stand-in for an AVX2 machine without native bf16 (mmx then runs its PyTorch float32 path;
+ONNX Runtime, the path ``auto`` takes on such a machine, cannot be limited this way).
+
 ``--ablation`` additionally times the :class:`mmx.serving.inference.Predictor` in this process
 with each CPU optimisation switched off in turn, to show what each step buys.
 
@@ -210,7 +214,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ablation", action="store_true",
                         help="also time each CPU optimisation of the Predictor in process")
     parser.add_argument("--workdir", type=Path, help="keep frame and outputs here")
+    parser.add_argument("--max-isa", choices=["avx2"], default=None,
+                        help="stand-in for an AVX2 machine: oneDNN (PyTorch's and "
+                             "TensorFlow's convolutions) limited to AVX2 for both tools; mmx "
+                             "on its PyTorch float32 path (ONNX Runtime cannot be limited)")
     args = parser.parse_args(argv)
+    if args.max_isa:
+        if args.paths or args.ablation:
+            parser.error("--max-isa runs mmx on one path: leave out --paths and --ablation")
+        os.environ["ONEDNN_MAX_CPU_ISA"] = args.max_isa.upper()  # read by both tools' oneDNN
+        os.environ["MMX_RUNTIME"] = "torch"
+        args.precision = "float32"  # bf16 would be emulated under AVX2
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `mmx predict` does
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -224,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     mpix = rows * cols / 1e6
     load = os.getloadavg()[0]
     print(_machine())
+    if args.max_isa:
+        print(f"oneDNN limited to {args.max_isa.upper()} (ONEDNN_MAX_CPU_ISA) for mmx and "
+              "MaxiMask; mmx on torch/float32")
     print(f"frame {cols}x{rows} float32 ({mpix:.1f} Mpix), {os.cpu_count()} CPUs, "
           f"load average before: {load:.2f}")
     if not args.no_startup:
