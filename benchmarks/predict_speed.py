@@ -222,9 +222,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_isa:
         if args.paths or args.ablation:
             parser.error("--max-isa runs mmx on one path: leave out --paths and --ablation")
-        os.environ["ONEDNN_MAX_CPU_ISA"] = args.max_isa.upper()  # read by both tools' oneDNN
+        if args.precision not in ("auto", "float32"):
+            parser.error("--max-isa runs mmx in float32 (bf16 would be emulated under AVX2)")
+        os.environ["ONEDNN_MAX_CPU_ISA"] = args.max_isa.upper()  # both tools' oneDNN kernels
+        os.environ["ATEN_CPU_CAPABILITY"] = args.max_isa  # PyTorch's own vectorised kernels
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"  # TensorFlow's convolutions through oneDNN
         os.environ["MMX_RUNTIME"] = "torch"
-        args.precision = "float32"  # bf16 would be emulated under AVX2
+        args.precision = "float32"
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `mmx predict` does
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -239,8 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0]
     print(_machine())
     if args.max_isa:
-        print(f"oneDNN limited to {args.max_isa.upper()} (ONEDNN_MAX_CPU_ISA) for mmx and "
-              "MaxiMask; mmx on torch/float32")
+        print(f"stand-in for an {args.max_isa.upper()} machine: oneDNN (ONEDNN_MAX_CPU_ISA) and "
+              f"PyTorch (ATEN_CPU_CAPABILITY) limited to {args.max_isa.upper()} for mmx and "
+              "MaxiMask; mmx runs torch/float32 (the auto path above is this CPU's own)")
     print(f"frame {cols}x{rows} float32 ({mpix:.1f} Mpix), {os.cpu_count()} CPUs, "
           f"load average before: {load:.2f}")
     if not args.no_startup:

@@ -700,7 +700,7 @@ FP_SOURCE_CLASSES = ("CR", "HCL", "HP", "TRL", "SP")
 
 def false_positive_sources(planes: Sequence[dict[str, np.ndarray]], labels: Sequence[np.ndarray],
                            ignores: Sequence[np.ndarray], abbr: str, *, fpr: float = 1e-3
-                           ) -> tuple[float, int, dict[str, int]]:
+                           ) -> tuple[float, int, int, dict[str, int]]:
     """What the false positives of class ``abbr`` at false-positive rate ``fpr`` truly are.
 
     The threshold is exact: the ``ceil(fpr * negatives)``-th highest probability among the
@@ -711,7 +711,9 @@ def false_positive_sources(planes: Sequence[dict[str, np.ndarray]], labels: Sequ
 
     Returns
     -------
-    threshold, false positives, counts by source
+    threshold, false positives, negatives, counts by source
+        Ties at the threshold all count, so false positives / negatives can exceed
+        ``fpr`` (by the number of tied pixels).
     """
     from mmx.classes import ABBREVIATIONS
 
@@ -719,6 +721,8 @@ def false_positive_sources(planes: Sequence[dict[str, np.ndarray]], labels: Sequ
     negatives = [p[abbr][((lab >> bit) & 1 == 0) & (ign == 0)]
                  for p, lab, ign in zip(planes, labels, ignores, strict=True)]
     total = sum(n.size for n in negatives)
+    if total == 0:
+        return float("nan"), 0, 0, {}
     k = max(1, int(np.ceil(fpr * total)))
     top = np.concatenate([np.partition(n, n.size - min(k, n.size))[n.size - min(k, n.size):]
                           for n in negatives if n.size])
@@ -737,7 +741,7 @@ def false_positive_sources(planes: Sequence[dict[str, np.ndarray]], labels: Sequ
                 n = int(np.count_nonzero((truth >> j) & 1))
                 if n:
                     counts[other] = counts.get(other, 0) + n
-    return threshold, n_fp, counts
+    return threshold, n_fp, total, counts
 
 
 def _fp_sources_lines(tools: list[Tool], jobs: list[Job], work: Path) -> list[str]:
@@ -750,20 +754,22 @@ def _fp_sources_lines(tools: list[Tool], jobs: list[Job], work: Path) -> list[st
              "class), the false-positive pixels by what they truly are: an injected "
              "contaminant of another class, or real sky (`sky`: stars, galaxies, or a real "
              "defect the cleaning left). A pixel can count under two classes.", "",
-             "| class | tool | threshold | false positives | sources (share of them) |",
+             "| class | tool | threshold | false positives (rate) | sources (share of them) |",
              "|---|---|---|---|---|"]
-    outputs = {t.key: [{a: np.array(p[a]) for a in FP_SOURCE_CLASSES}  # copies: the
-                       for p in (_outputs(t, j, work) for j in injected)]  # rest is freed
+    outputs = {t.key: [{a: np.array(p[a]) for a in FP_SOURCE_CLASSES if a in p}  # copies:
+                       for p in (_outputs(t, j, work) for j in injected)]  # the rest is freed
                for t in multi}
     labels = [j.labels for j in injected]
     ignores = [j.ignore for j in injected]
     for abbr in FP_SOURCE_CLASSES:
-        for t in multi:
-            thr, n_fp, counts = false_positive_sources(outputs[t.key], labels, ignores, abbr)
+        for t in (t for t in multi if abbr in t.classes):
+            thr, n_fp, n_neg, counts = false_positive_sources(outputs[t.key], labels, ignores,
+                                                              abbr)
             ranked = sorted(counts.items(), key=lambda kv: -kv[1])
             text = ", ".join(f"{src} {n / max(n_fp, 1):.0%}" for src, n in ranked[:4]
                              if n / max(n_fp, 1) >= 0.01)
-            lines.append(f"| {abbr} | {t.label} | {thr:.3g} | {n_fp} | {text or '—'} |")
+            lines.append(f"| {abbr} | {t.label} | {thr:.3g} | {n_fp} "
+                         f"({n_fp / max(n_neg, 1):.1e}) | {text or '—'} |")
     return lines + [""]
 
 

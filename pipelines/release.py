@@ -49,10 +49,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=release_package_dir(),
                         help="folder the release package is written to")
     args = parser.parse_args(argv)
+    fit_only = {"--init": args.init, "--crop": args.crop, "--batch-size": args.batch_size,
+                "--lr": args.lr}
+    if not args.fit and any(v is not None for v in fit_only.values()):
+        parser.error(f"{', '.join(k for k, v in fit_only.items() if v is not None)} "
+                     "need --fit")
     model = args.model
     if args.fit:
         params = load_params()
-        overrides = {"init_weights": str(args.init) if args.init else None, "crop": args.crop,
+        overrides = {"init_weights": str(args.init.resolve()) if args.init else None,
+                     "crop": args.crop,
                      "batch_size": args.batch_size, "lr": args.lr}
         cfg = {**params["train"], "max_steps": args.steps, "max_time_min": args.minutes,
                "checkpoint_dir": "checkpoints/release", "progress_bar": False,

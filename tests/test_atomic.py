@@ -9,10 +9,13 @@ import pytest
 from mmx.io.atomic import atomic_write, atomic_write_text
 
 
-def test_a_written_file_is_complete_and_readable_by_others(tmp_path):
+def test_a_written_file_is_complete_with_the_mode_open_would_give(tmp_path):
     path = atomic_write_text(tmp_path / "new" / "summary.json", '{"a": 1}\n')
     assert path.read_text() == '{"a": 1}\n'
-    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    plain = tmp_path / "plain.json"
+    plain.write_text("{}")
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+    plain.unlink()
     assert sorted(p.name for p in path.parent.iterdir()) == ["summary.json"]
 
 

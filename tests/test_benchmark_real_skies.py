@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from benchmarks.real_skies import (
-    false_positive_sources,
     MIN_SIDE,
     SKY_FRAMES,
     RealSplit,
     _params,
     _synthesis_config,
     check_scored,
+    false_positive_sources,
     find_peaks,
     flag_fractions,
     frame_sample,
@@ -171,6 +171,7 @@ def test_false_positives_are_traced_to_what_the_pixels_truly_are():
     ignores[0][19, 0] = 1
     probs[0][19, 0] = 1.0  # ignored: no false positive, not a negative
     planes = [{"CR": p} for p in probs]
-    threshold, n_fp, sources = false_positive_sources(planes, labels, ignores, "CR", fpr=1e-3)
-    assert threshold == pytest.approx(0.6) and n_fp == 2
+    threshold, n_fp, n_neg, sources = false_positive_sources(planes, labels, ignores, "CR",
+                                                             fpr=1e-3)
+    assert threshold == pytest.approx(0.6) and n_fp == 2 and n_neg == 2000 - 5 - 1
     assert sources == {"sky": 1, "HCL": 1}

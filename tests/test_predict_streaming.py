@@ -153,7 +153,7 @@ def test_writer_commits_complete_files_only(tmp_path):
 def test_reading_and_writing_overlap_masking_with_the_same_outputs(predictor, tmp_path, rng,
                                                                    monkeypatch):
     """HDUs are read in the read-ahead thread and written in the writer thread; the files
-    are those of a run in the calling thread alone (``MMX_OVERLAP=0``)."""
+    hold what a run in the calling thread alone writes (``MMX_OVERLAP=0``)."""
     import threading
 
     exposure = _exposure(tmp_path / "exp.fits", rng, n=4)
@@ -178,8 +178,19 @@ def test_reading_and_writing_overlap_masking_with_the_same_outputs(predictor, tm
     assert threads == {"read": {"MainThread"}, "write": {"MainThread"}}
     assert alone.name == together.name
     for name in (together.name, together.name.replace(".mask.", ".clean.")):
-        assert (tmp_path / "overlap" / name).read_bytes() == (tmp_path / "serial" / name
-                                                               ).read_bytes(), name
+        with fits.open(tmp_path / "overlap" / name) as a, \
+                fits.open(tmp_path / "serial" / name) as b:
+            assert len(a) == len(b)
+            for ha, hb in zip(a, b, strict=True):  # the same HDUs but for the time stamp
+                ha.header.remove("MMXDATE", ignore_missing=True)
+                hb.header.remove("MMXDATE", ignore_missing=True)
+                assert ha.header.tostring() == hb.header.tostring(), name
+                if ha.data is None:
+                    assert hb.data is None
+                elif isinstance(ha, fits.BinTableHDU):
+                    assert ha.data.tobytes() == hb.data.tobytes()
+                else:
+                    np.testing.assert_array_equal(ha.data, hb.data)
 
 
 def test_a_batch_prefetches_the_next_file_while_masking_one(predictor, tmp_path, rng,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import mlflow
 import numpy as np
@@ -279,3 +280,9 @@ def test_fine_tuning_starts_from_a_package_of_the_same_network(shard_sets, tmp_p
     with pytest.raises(ConfigError, match=r"init_weights: .*base holds unet "
                        r"\{'widths': \[4, 8\]\}, expected unet \{'widths': \[4, 4\]\}"):
         fit("other", arch_kwargs={"widths": [4, 4]}, init_weights="base")
+    shutil.copytree(tmp_path / "base", tmp_path / "permuted")
+    meta = json.loads((tmp_path / "permuted" / "mmx_model.json").read_text())
+    meta["classes"] = meta["classes"][::-1]  # same shapes, classes in another order
+    (tmp_path / "permuted" / "mmx_model.json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match=r"permuted outputs classes BG,BBG,OV.*expected CR,"):
+        fit("other", init_weights="permuted")

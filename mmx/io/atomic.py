@@ -18,6 +18,17 @@ from pathlib import Path
 __all__ = ["atomic_write", "atomic_write_text"]
 
 
+def _read_umask() -> int:
+    """The process's umask (read once, at import, when no other thread creates files)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: the mode a plain ``open(path, "w")`` would give: mkstemp's 0600 would hide the file
+_FILE_MODE = 0o666 & ~_read_umask()
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp)`` to fill a temporary file, then rename it to ``path``.
 
@@ -34,7 +45,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     tmp = Path(name)
     try:
         write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the file from other users
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):

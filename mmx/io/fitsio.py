@@ -30,6 +30,7 @@ import os
 import re
 import socket
 import tempfile
+import threading
 import warnings
 import zlib
 from collections.abc import Iterable, Iterator
@@ -284,20 +285,27 @@ def _expand_one(raw, errors, seen_lists) -> list[InputSpec]:
     raise InputError(f"{path}: no such file or directory")
 
 
+#: Held while FITS code changes the process-wide warning filters or astropy's log level
+#: (:func:`warnings.catch_warnings` is not thread-safe): the read-ahead and writer threads
+#: of :mod:`mmx.serving.overlap` take turns here instead of restoring each other's state.
+WARNINGS_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def _quiet_astropy():
     """Silence astropy's logger (non-ASCII replaced by '?') and its verify warnings."""
     from astropy import log
 
-    level = log.level
-    log.setLevel("ERROR")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", fits.verify.VerifyWarning)
-            warnings.filterwarnings("ignore", message=".*non-ASCII characters are present")
-            yield
-    finally:
-        log.setLevel(level)
+    with WARNINGS_LOCK:
+        level = log.level
+        log.setLevel("ERROR")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+                warnings.filterwarnings("ignore", message=".*non-ASCII characters are present")
+                yield
+        finally:
+            log.setLevel(level)
 
 
 def describe_os_error(exc: OSError) -> str:
@@ -483,7 +491,7 @@ def _read_image(spec: InputSpec, hdul: fits.HDUList, index: int) -> FitsImage:
     where = hdu_label(spec.path, index, hdu)
     check_declared_size(hdu, spec.path, where)
     try:
-        with warnings.catch_warnings(record=True) as caught:
+        with WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             with _quiet_astropy():
                 raw = hdu.data

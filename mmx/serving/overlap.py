@@ -5,12 +5,13 @@ current one and writes the previous one's outputs meanwhile. The network, FITS r
 (``readinto``, byte swapping) and writing release the GIL, so on a machine whose cores are
 not all busy with the network (or whose files sit on a slow disk or a network file
 system), the reading and writing time hides behind the computing. Memory holds at most
-three HDUs: the one read ahead, the one being masked and the one being written. Across
+three HDUs: the one read ahead, the one being masked and the one being written (with
+its outputs). Across
 files, :func:`prefetch_file` asks the kernel to read the next input into its page cache
 while the current one is masked (no memory of this process).
 
 ``MMX_OVERLAP=0`` in the environment runs everything in the calling thread, in the same
-order (for benchmarks); the outputs are the same bytes either way.
+order (for benchmarks); the outputs are the same either way.
 """
 
 from __future__ import annotations
@@ -59,27 +60,24 @@ def prefetch_file(path: str | os.PathLike) -> None:
 def read_ahead(items: Iterator[T], *, enabled: bool = True) -> Iterator[T]:
     """Yield ``items``, producing the next one in a background thread meanwhile.
 
-    An exception raised while producing an item is raised here, where that item would
-    have been yielded; the items before it are yielded first. Closing the generator early
-    stops the thread after the item it is producing.
+    At most one item is produced ahead of the one the caller holds: the thread starts
+    item ``k + 1`` only once the caller has taken item ``k``. An exception raised while
+    producing an item is raised here, where that item would have been yielded; the items
+    before it are yielded first. Closing the generator early stops the thread after the
+    item it is producing.
     """
     if not enabled:
         yield from items
         return
     slot: queue.Queue = queue.Queue(maxsize=1)
+    turn = threading.Semaphore(1)  # one item may be made ahead of the caller's
     stop = threading.Event()
 
     def produce() -> None:
         try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        slot.put((item, None), timeout=0.05)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
+            for item in _taking_turns(items, turn, stop):
+                slot.put((item, None))
+                del item
             slot.put((_END, None))
         except BaseException as exc:  # handed to the consumer, raised there
             slot.put((_END, exc))
@@ -93,14 +91,32 @@ def read_ahead(items: Iterator[T], *, enabled: bool = True) -> Iterator[T]:
                 raise error
             if item is _END:
                 return
+            turn.release()  # the caller now holds this item: the next one may be made
             yield item
+            item = None  # not kept alive while the caller works on the next one
     finally:
         stop.set()
-        while thread.is_alive():  # let a producer blocked on a full slot finish
+        turn.release()  # a producer waiting for its turn wakes up and sees stop
+        while thread.is_alive():  # a producer blocked on the full slot is let through
             try:
                 slot.get_nowait()
             except queue.Empty:
                 thread.join(timeout=0.05)
+
+
+def _taking_turns(items: Iterator[T], turn: threading.Semaphore, stop: threading.Event
+                  ) -> Iterator[T]:
+    """``items``, each one started only after a turn is granted, until ``stop``."""
+    iterator = iter(items)
+    while True:
+        turn.acquire()
+        if stop.is_set():
+            return
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        yield item
 
 
 class OrderedWriter:

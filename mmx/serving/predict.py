@@ -82,6 +82,7 @@ from mmx.errors import ConfigError, InputError, MmxError
 from mmx.io.fitsio import (
     FITS_SUFFIXES,
     MASK_SUFFIX,
+    WARNINGS_LOCK,
     AtomicFitsWriter,
     InputSpec,
     check_declared_size,
@@ -681,7 +682,7 @@ class _Output:
                     hdu.header[key] = (value, _fit_comment(key, value, comment))
                 hdu.header["MMXINPUT"] = (self.spec.path.name, "input file")
                 self.started = True
-        with warnings.catch_warnings():  # non-standard cards carried from the input
+        with WARNINGS_LOCK, warnings.catch_warnings():  # non-standard cards from the input
             warnings.simplefilter("ignore", VerifyWarning)  # are fixed silently
             self.writer.append(hdu)
 
@@ -705,7 +706,7 @@ def _copy_hdu_safely(hdu, path: Path, index: int, *, primary: bool):
     if isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU):
         check_declared_size(hdu, path, hdu_label(path, index, hdu))
     try:
-        with warnings.catch_warnings():
+        with WARNINGS_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU | fits.CompImageHDU):
                 data = hdu.data

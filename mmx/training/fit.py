@@ -75,8 +75,10 @@ def _max_time(minutes: float | None) -> _dt.timedelta | None:
 def _load_initial_weights(net: torch.nn.Module, cfg: TrainConfig, root: Path) -> None:
     """Start ``net`` from the weights of the package ``cfg.init_weights`` (fine-tuning).
 
-    The package must hold the same network (architecture and its keyword arguments).
+    The package must hold the same network (architecture and its keyword arguments) with
+    the same output classes in the same order.
     """
+    from mmx.classes import ABBREVIATIONS
     from mmx.model.package import load_package
 
     folder = Path(cfg.init_weights)
@@ -87,6 +89,9 @@ def _load_initial_weights(net: torch.nn.Module, cfg: TrainConfig, root: Path) ->
             f"train.init_weights: {folder} holds {start.meta.architecture} "
             f"{start.meta.arch_kwargs}, expected {cfg.architecture} {cfg.arch_kwargs} "
             "(train.architecture, train.arch_kwargs)")
+    if list(start.meta.classes) != list(ABBREVIATIONS):
+        raise ConfigError(f"train.init_weights: {folder} outputs classes "
+                          f"{','.join(start.meta.classes)}, expected {','.join(ABBREVIATIONS)}")
     net.load_state_dict(start.net.state_dict())
     log.info("starting from the weights of %s", folder)
 
