@@ -289,3 +289,21 @@ def test_no_log_when_nothing_could_run(model_dir, tmp_path, monkeypatch):
     res = _cli([tmp_path / "absent.fits", "--model", model_dir])
     assert res.exit_code == 1 and "absent.fits: no such file" in res.stderr
     assert not list(tmp_path.glob("*.jsonl"))
+
+
+def test_dask_workers_rebuild_the_clients_arithmetic_path(model_dir, tmp_path, monkeypatch):
+    """A worker runs the runtime, precision and tile the client resolved, not its own auto."""
+    from mmx.model.package import package_payload
+    from mmx.serving import runtimes
+    from mmx.serving.distributed import PredictorSettings, _worker_predictor
+
+    if not runtimes.onnxruntime_available():
+        pytest.skip("onnxruntime not installed")
+    monkeypatch.setenv("MMX_CACHE_DIR", str(tmp_path))
+    client = Predictor(load_package(model_dir), runtime="onnxruntime", precision="float32",
+                       threads=1)
+    settings = PredictorSettings.of(client, threads=1)
+    assert (settings.runtime, settings.precision) == ("onnxruntime", "float32")
+    worker = _worker_predictor(package_payload(client.package), settings, "k", {})
+    assert worker.runtime.name == "onnxruntime/float32"
+    assert worker.settings.tile == client.settings.tile

@@ -51,7 +51,8 @@ class PredictorSettings:
     batch_size: int
     tile: int
     margin: int
-    precision: str  # resolved on the client: "float32" or "bfloat16", never "auto"
+    precision: str  # resolved on the client: "float32", "bfloat16" or "int8", never "auto"
+    runtime: str  # resolved on the client too: "torch" or "onnxruntime"
     channels_last: bool
     threads: int | None  # None: CPUs / Dask threads on the worker's host
 
@@ -62,7 +63,7 @@ class PredictorSettings:
         return cls(tuple(c.abbr for c in predictor.classes),
                    tuple(sorted(predictor.priors.items())), bool(predictor.apply_priors),
                    int(s.batch_size), int(s.tile), int(s.margin), str(s.precision),
-                   bool(s.channels_last), threads)
+                   str(s.runtime), bool(s.channels_last), threads)
 
 
 def _available_cpus() -> int:
@@ -91,7 +92,8 @@ def _worker_predictor(payload, settings: PredictorSettings, key: str, host_threa
                               priors=dict(settings.priors), apply_priors=settings.apply_priors,
                               batch_size=settings.batch_size, threads=threads,
                               tile=settings.tile, margin=settings.margin,
-                              precision=settings.precision, channels_last=settings.channels_last)
+                              precision=settings.precision, runtime=settings.runtime,
+                              channels_last=settings.channels_last)
         _CACHE.clear()  # a new model or options: the old predictor is not needed any more
         _CACHE[(key, settings)] = predictor
         return predictor
