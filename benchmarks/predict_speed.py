@@ -245,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_isa:
         print(f"stand-in for an {args.max_isa.upper()} machine: oneDNN (ONEDNN_MAX_CPU_ISA) and "
               f"PyTorch (ATEN_CPU_CAPABILITY) limited to {args.max_isa.upper()} for mmx and "
-              "MaxiMask; mmx runs torch/float32 (the auto path above is this CPU's own)")
+              "MaxiMask; mmx runs torch/float32 (`auto` above already sees the limited "
+              "CPU; its ONNX Runtime path cannot be limited, so it is not run)")
     print(f"frame {cols}x{rows} float32 ({mpix:.1f} Mpix), {os.cpu_count()} CPUs, "
           f"load average before: {load:.2f}")
     if not args.no_startup:
