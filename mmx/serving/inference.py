@@ -182,7 +182,7 @@ class Predictor:
                                         channels_last=channels_last, fold_bn=fold_bn)
         cap = getattr(self.runtime, "max_tile", None)
         if tile_given is None and cap is not None and self.settings.tile > cap:
-            self.settings.tile = int(cap) - int(cap) % align or align  # a memory-bound path
+            self.settings.tile = int(cap)  # a memory-bound path (plan_tiles aligns cores)
         log.debug("network path: %s", self.runtime.name)
 
     def plan(self, shape: tuple[int, int]) -> TilePlan:
