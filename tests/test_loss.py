@@ -167,3 +167,28 @@ def test_build_loss_returns_the_calibration_priors():
     loss, pri = build_loss("paper", [0.2, 0.8], classes=["A", "B"], neighbourhood=1)
     assert isinstance(loss, MaskLoss) and pri.tolist() == pytest.approx([0.2, 0.8])
     assert loss.neighbourhood == 1
+
+
+def test_hard_negatives_weigh_more_where_another_contaminant_is():
+    # pixel 0: CR and HCL; pixel 1: HCL; pixel 2: BG only; pixel 3: nothing
+    classes = ["CR", "HCL", "BG"]
+    labels = torch.tensor([[[0b011, 0b010, 0b100, 0]]], dtype=torch.int32)
+    ignore = torch.zeros_like(labels)
+    pos, neg = torch.tensor([4.0, 2.0, 1.0]), torch.tensor([0.5, 0.25, 1.0])
+    logits = torch.zeros(1, 3, 1, 4)
+    plain = BalancedBCE(pos, neg, aux_weight=0.0, classes=classes)
+    hard = BalancedBCE(pos, neg, aux_weight=0.0, hard_negative_weight=10.0, classes=classes)
+    ln2 = math.log(2.0)
+    # only CR's negative at pixel 1 (an HCL pixel) is hard: BG is no contaminant, and the
+    # positives of pixel 0 keep their weight although another class is there too
+    extra = (10.0 - 1.0) * 0.5 * ln2
+    assert float(hard(logits, labels, ignore)) == pytest.approx(
+        float(plain(logits, labels, ignore)) + extra / 4, rel=1e-6)
+    focal = BalancedBCE(pos, neg, aux_weight=0.0, hard_negative_weight=10.0, focal_gamma=1.0,
+                        classes=classes)
+    assert float(focal(logits, labels, ignore)) == pytest.approx(
+        0.5 * float(hard(logits, labels, ignore)), rel=1e-6)
+    with pytest.raises(ConfigError, match="hard_negative_weight must be >= 1, got 0.5"):
+        BalancedBCE(pos, neg, hard_negative_weight=0.5, classes=classes)
+    with pytest.raises(ConfigError, match="needs the balanced loss"):
+        build_loss("paper", [0.2, 0.8], classes=["A", "B"], hard_negative_weight=3.0)

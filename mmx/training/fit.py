@@ -169,6 +169,7 @@ def train(
         balance_beta=cfg.balance_beta,
         max_weight_ratio=cfg.max_weight_ratio,
         focal_gamma=cfg.focal_gamma,
+        hard_negative_weight=cfg.hard_negative_weight,
         neighbourhood=cfg.neighbourhood, aux_weight=cfg.aux_weight,
         init_bias=cfg.init_bias, optimizer=cfg.optimizer,
         lr=cfg.lr, weight_decay=cfg.weight_decay,

@@ -90,6 +90,8 @@ class MaskModule(pl.LightningModule):
         ``max(w)/w_c`` (``None``: no cap).
     focal_gamma : float
         ``balanced``: focal exponent (0: none).
+    hard_negative_weight : float
+        ``balanced``: factor on a class's negatives where another contaminant is (1: none).
     neighbourhood : int
         ``paper``: window of the pixel weights (3: the paper's rule; 1: own classes only).
     aux_weight : float
@@ -126,6 +128,7 @@ class MaskModule(pl.LightningModule):
         balance_beta: float = 1.0,
         max_weight_ratio: float | None = 1000.0,
         focal_gamma: float = 0.0,
+        hard_negative_weight: float = 1.0,
         neighbourhood: int = 3,
         aux_weight: float = 0.5,
         init_bias: bool = True,
@@ -155,7 +158,8 @@ class MaskModule(pl.LightningModule):
         self.net = build_network(architecture, n_classes=len(self.classes), **(arch_kwargs or {}))
         self.loss, calibrated = build_loss(
             loss, list(priors), classes=self.classes, aux_weight=aux_weight, beta=balance_beta,
-            max_ratio=max_weight_ratio, focal_gamma=focal_gamma, neighbourhood=neighbourhood)
+            max_ratio=max_weight_ratio, focal_gamma=focal_gamma,
+            hard_negative_weight=hard_negative_weight, neighbourhood=neighbourhood)
         if init_bias:
             init_output_bias(self.net, prior_logits(calibrated))
         # class pixels / valid pixels the fit has seen (crops differ from the split when

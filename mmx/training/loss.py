@@ -17,6 +17,12 @@ cross-entropies, averaged over the valid pixels::
     gamma`` (Lin et al. 2017). Its minimiser is the posterior under the training priors
     with their odds multiplied by ``r_c`` (:func:`effective_priors`): the model package
     stores those, so the Bayesian prior correction of :mod:`mmx.model.priors` stays exact.
+    Optional **hard negatives** (``hard_negative_weight`` h > 1): a negative of contaminant
+    ``c`` that is a positive of another contaminant (not BG/BBG) weighs ``h w-_c``. On held-out
+    real skies most false cosmic rays were injected hot columns, and most false trails
+    nebulosity: with uniform negatives those few pixels barely count against the rest of
+    the sky. They are the pixels whose truth for ``c`` is certain (0), so the optimum there
+    stays ``p = 0`` and the calibration of every other pixel is unchanged.
 ``paper`` (:class:`MaskLoss`): MaxiMask's rule (Paillassa, Bertin & Bouy 2020)
     One weight per pixel shared by all 14 BCE terms: the *largest* class weight
     ``w_c = 1 / (p_c * sum_c' 1/p_c')`` over the classes present at the pixel and its 8
@@ -63,6 +69,8 @@ __all__ = [
 ]
 
 LOSSES: tuple[str, ...] = ("balanced", "paper")  #: names accepted by :func:`build_loss`
+#: classes that are not contaminants: their positives are never hard negatives of another class
+NOT_CONTAMINANTS: tuple[str, ...] = ("BG", "BBG")
 
 
 def class_fractions(
@@ -333,30 +341,55 @@ class BalancedBCE(nn.Module):
         Factor on the mean loss of the auxiliary outputs (0 disables deep supervision).
     focal_gamma : float
         Exponent of the focal factor ``(1 - p_t) ** gamma``, >= 0 (0: none).
+    hard_negative_weight : float
+        Factor ``h >= 1`` on the negative weight of class ``c`` at pixels that hold another
+        contaminant (1: none).
+    classes : sequence of str, optional
+        Abbreviations of the output planes, which say which of them are contaminants
+        (None: every plane is one).
     """
 
     def __init__(self, pos_weights: torch.Tensor | Sequence[float],
                  neg_weights: torch.Tensor | Sequence[float], *, aux_weight: float = 0.5,
-                 focal_gamma: float = 0.0):
+                 focal_gamma: float = 0.0, hard_negative_weight: float = 1.0,
+                 classes: Sequence[str] | None = None):
         super().__init__()
         if aux_weight < 0:
             raise ConfigError(f"aux_weight must be >= 0, got {aux_weight}")
         if not focal_gamma >= 0:
             raise ConfigError(f"focal_gamma must be >= 0, got {focal_gamma}")
+        if not hard_negative_weight >= 1:
+            raise ConfigError(f"hard_negative_weight must be >= 1, got {hard_negative_weight}")
         pos = torch.as_tensor(pos_weights, dtype=torch.float32).clone()
         neg = torch.as_tensor(neg_weights, dtype=torch.float32).clone()
         if pos.shape != neg.shape or pos.ndim != 1 or not bool((neg > 0).all()):
             raise ConfigError(f"need positive weights of one shape (C,), got {pos.tolist()} "
                               f"and {neg.tolist()}")
+        if classes is not None and len(classes) != pos.shape[0]:
+            raise ConfigError(f"got {pos.shape[0]} class weights for {len(classes)} classes")
         self.register_buffer("pos_weights", pos)
         self.register_buffer("neg_weights", neg)
+        self.register_buffer("contaminant", torch.tensor(
+            [c not in NOT_CONTAMINANTS for c in classes] if classes is not None
+            else [True] * pos.shape[0], dtype=torch.float32))
         self.aux_weight = float(aux_weight)
         self.focal_gamma = float(focal_gamma)
+        self.hard_negative_weight = float(hard_negative_weight)
+
+    def _hard_negative_factor(self, targets: torch.Tensor) -> torch.Tensor:
+        """``(N, C, H, W)``: h where contaminant c is absent but another one present, else 1."""
+        is_contaminant = self.contaminant.to(targets.dtype)[None, :, None, None]
+        own = targets * is_contaminant
+        others = own.sum(dim=1, keepdim=True) - own  # contaminants present besides class c
+        hard = (others > 0) & (targets == 0) & (is_contaminant > 0)
+        return 1.0 + (self.hard_negative_weight - 1.0) * hard.to(targets.dtype)
 
     def _one(self, logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor
              ) -> torch.Tensor:
         neg = self.neg_weights.to(logits.dtype)[None, :, None, None]
         pos = self.pos_weights.to(logits.dtype)[None, :, None, None]
+        if self.hard_negative_weight > 1:  # factor 1 on positives: only their negatives grow
+            neg = neg * self._hard_negative_factor(targets)
         if self.focal_gamma == 0:  # one fused op: neg * (pos/neg * y log s + (1-y) log(1-s))
             bce = F.binary_cross_entropy_with_logits(logits, targets, weight=neg,
                                                      pos_weight=pos / neg, reduction="none")
@@ -394,6 +427,7 @@ def build_loss(
     beta: float = 1.0,
     max_ratio: float | None = 1000.0,
     focal_gamma: float = 0.0,
+    hard_negative_weight: float = 1.0,
     neighbourhood: int = 3,
 ) -> tuple[nn.Module, np.ndarray]:
     """The training loss named ``kind`` and the priors its minimiser is calibrated to.
@@ -409,8 +443,9 @@ def build_loss(
         Abbreviations of the output planes, in order.
     aux_weight : float
         Deep-supervision factor.
-    beta, focal_gamma : float
-        ``balanced`` only: balancing exponent and focal exponent.
+    beta, focal_gamma, hard_negative_weight : float
+        ``balanced`` only: balancing exponent, focal exponent, and factor on the negatives
+        of a class where another contaminant is (:class:`BalancedBCE`).
     max_ratio : float, optional
         ``balanced``: cap on ``w+/w-``; ``paper``: cap on ``max(w)/w_c``.
     neighbourhood : int
@@ -430,9 +465,13 @@ def build_loss(
     p = class_fractions(fractions, classes=classes)
     if kind == "balanced":
         pos, neg = balanced_weights(p, classes=classes, beta=beta, max_ratio=max_ratio)
-        loss = BalancedBCE(pos, neg, aux_weight=aux_weight, focal_gamma=focal_gamma)
+        loss = BalancedBCE(pos, neg, aux_weight=aux_weight, focal_gamma=focal_gamma,
+                           hard_negative_weight=hard_negative_weight, classes=classes)
         return loss, effective_priors(p, pos, neg)
     if kind == "paper":
+        if hard_negative_weight != 1:
+            raise ConfigError(f"hard_negative_weight {hard_negative_weight} needs the balanced "
+                              "loss; the paper's pixel weights have no per-class negatives")
         w = class_weights(p, classes=classes, max_ratio=max_ratio)
         return MaskLoss(w, aux_weight=aux_weight, neighbourhood=neighbourhood), p
     raise ConfigError(f"unknown loss {kind!r}; expected one of {', '.join(LOSSES)}")
