@@ -21,8 +21,10 @@ cross-entropies, averaged over the valid pixels::
     ``c`` that is a positive of another contaminant (not BG/BBG) weighs ``h w-_c``. On held-out
     real skies most false cosmic rays were injected hot columns, and most false trails
     nebulosity: with uniform negatives those few pixels barely count against the rest of
-    the sky. They are the pixels whose truth for ``c`` is certain (0), so the optimum there
-    stays ``p = 0`` and the calibration of every other pixel is unchanged.
+    the sky. The optimum becomes ``w+ q / (w+ q + w- (1 - q) (1 + (h - 1) s))``, with ``s``
+    the chance that a pixel without ``c`` holds another contaminant: the probabilities stay
+    calibrated where no other contaminant is likely (most of the sky) and are lowered where
+    one is. The thresholds, calibrated on validation pixels, absorb it.
 ``paper`` (:class:`MaskLoss`): MaxiMask's rule (Paillassa, Bertin & Bouy 2020)
     One weight per pixel shared by all 14 BCE terms: the *largest* class weight
     ``w_c = 1 / (p_c * sum_c' 1/p_c')`` over the classes present at the pixel and its 8
