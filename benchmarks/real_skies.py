@@ -1008,9 +1008,10 @@ def _absent(tools: list[Tool], fractions: dict, results: dict) -> list[str]:
         fpr = results[t.key]["fpr"]
         over = [a for k, a in enumerate(ABBREVIATIONS) if np.isfinite(fpr[k])
                 and fpr[k] > FPR_TARGET and a not in ("BG", "BBG")]
+        verdict = f"{len(over)}: {', '.join(over)}" if over else "none"
         lines.append(f"| {t.label} | " + " | ".join(
             ("**" + _e(fpr[k]) + "**") if a in over else _e(fpr[k])
-            for k, a in enumerate(ABBREVIATIONS)) + f" | {len(over)}: {', '.join(over)} |")
+            for k, a in enumerate(ABBREVIATIONS)) + f" | {verdict} |")
     lines += ["", "BG and BBG are not defects (BG is not even a mask bit): their rates are "
               "shown, not held to the target.", ""]
     return lines
