@@ -93,7 +93,11 @@ def test_notebook_masks_a_numpy_array(frame):
     _, image, hit = frame
     flags = mask(image, model=RELEASE, device="cpu")
     assert flags.dtype == np.int32 and flags.shape == image.shape
-    assert ((flags & CR) != 0)[hit].mean() > 0.5  # most injected hits are caught as CR
+    # the injected hits (cosmic rays, hot pixels, a hot column) are flagged as defects, the
+    # rest of the sky almost never (an earlier check of CR alone passed on a release that
+    # called the hot column a cosmic ray)
+    defect = (flags & DEFECTS) != 0
+    assert defect[hit].mean() > 0.4 and defect[~hit].mean() < 1e-3
     reference = Predictor(load_package(RELEASE)).predict(image).array
     assert_array_equal(flags, reference)  # the same Predictor, no other logic
     planes = mask(image, model=RELEASE, device="cpu", mode="prob", classes="CR,SAT")
