@@ -421,7 +421,9 @@ def _sky_planes(path: Path, hdul: fits.HDUList) -> Iterator[tuple[str, fits.Head
             if blank is not None and np.issubdtype(plane.dtype, np.integer):
                 data[plane == blank] = np.nan
             data[~np.isfinite(data)] = np.nan
-            where = f"{path}[{index}]" + (f" plane {k}" if raw.ndim == 3 else "")
+            # the file's name, not its path: this names the CCD in the records when the
+            # header has no EXTNAME/CCDNUM, and the records must not depend on the checkout
+            where = f"{path.name}[{index}]" + (f" plane {k}" if raw.ndim == 3 else "")
             header = hdu.header.copy()
             if raw.ndim == 3:
                 header["EXTNAME"] = f"{extname or index}.{k}"
