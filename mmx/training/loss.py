@@ -386,12 +386,8 @@ class BalancedBCE(nn.Module):
         hard = (others > 0) & (targets == 0) & (is_contaminant > 0)
         return 1.0 + (self.hard_negative_weight - 1.0) * hard.to(targets.dtype)
 
-    def _one(self, logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor
-             ) -> torch.Tensor:
-        neg = self.neg_weights.to(logits.dtype)[None, :, None, None]
-        pos = self.pos_weights.to(logits.dtype)[None, :, None, None]
-        if self.hard_negative_weight > 1:  # factor 1 on positives: only their negatives grow
-            neg = neg * self._hard_negative_factor(targets)
+    def _one(self, logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor,
+             pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
         if self.focal_gamma == 0:  # one fused op: neg * (pos/neg * y log s + (1-y) log(1-s))
             bce = F.binary_cross_entropy_with_logits(logits, targets, weight=neg,
                                                      pos_weight=pos / neg, reduction="none")
@@ -413,9 +409,13 @@ class BalancedBCE(nn.Module):
         logits = logits.float()
         targets = labels_to_targets(labels, n_classes=logits.shape[1])
         valid = ignore == 0
-        loss = self._one(logits, targets, valid)
+        pos = self.pos_weights[None, :, None, None]
+        neg = self.neg_weights[None, :, None, None]
+        if self.hard_negative_weight > 1:  # factor 1 on positives: only their negatives grow
+            neg = neg * self._hard_negative_factor(targets)
+        loss = self._one(logits, targets, valid, pos, neg)
         if aux and self.aux_weight > 0:
-            aux_loss = sum(self._one(a.float(), targets, valid) for a in aux) / len(aux)
+            aux_loss = sum(self._one(a.float(), targets, valid, pos, neg) for a in aux) / len(aux)
             loss = loss + self.aux_weight * aux_loss
         return loss
 
