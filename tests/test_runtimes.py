@@ -8,12 +8,16 @@ and 0.033 on an AVX512-BF16 EPYC); int8, which ``auto`` never picks, at most 5 p
 1000 and 0.5 (measured 2.6e-3 and 0.26).
 """
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 
 from mmx.errors import ConfigError, ModelError
-from mmx.model.package import load_package
+from mmx.model.package import ModelPackage, load_package
 from mmx.serving import runtimes
 from mmx.serving.inference import Predictor
 from mmx.serving.runtimes import OnnxRuntime, TorchRuntime, choose_path
@@ -110,19 +114,46 @@ def test_environment_forces_the_runtime(release, monkeypatch):
 
 
 @needs_ort
-def test_export_is_cached_by_content_and_pads_odd_sides(release, rng):
-    first = OnnxRuntime(release.net, release.meta, threads=1)
+def test_export_is_cached_by_content_and_pads_odd_sides(release, rng, monkeypatch, tmp_path):
+    monkeypatch.setenv("MMX_CACHE_DIR", str(tmp_path))
+    first = OnnxRuntime(release, threads=1)
     stamp = first.path.stat().st_mtime_ns
-    assert OnnxRuntime(release.net, release.meta, threads=1).path.stat().st_mtime_ns == stamp
+    assert OnnxRuntime(release, threads=1).path.stat().st_mtime_ns == stamp
     other = load_package(release_package_dir()).net
     with torch.no_grad():
         next(other.parameters()).add_(0.01)
-    assert OnnxRuntime(other, release.meta, threads=1).path != first.path
-    x = torch.from_numpy(rng.normal(0, 3, (2, 1, 50, 70)).astype(np.float32))
+    changed = ModelPackage(net=other, meta=release.meta)  # no file hash: keyed by the tensors
+    assert OnnxRuntime(changed, threads=1).path != first.path
+    x = rng.normal(0, 3, (2, 1, 50, 70)).astype(np.float32)
     want = TorchRuntime(release.net)(x)
     got = first(x)
     assert got.shape == want.shape == (2, len(release.meta.classes), 50, 70)
-    assert torch.allclose(got, want, atol=1e-4)
+    assert got.dtype == want.dtype == np.float32
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+@needs_ort
+def test_onnx_runtime_on_a_cached_export_never_imports_torch(release, frame, tmp_path):
+    """A lazily loaded package on a cached export: the same mask, torch never imported."""
+    cache = tmp_path / "cache"
+    np.save(tmp_path / "frame.npy", frame)
+    env = {**os.environ, "MMX_CACHE_DIR": str(cache)}
+    script = (
+        "import sys, numpy as np\n"
+        "from mmx.model.package import load_package\n"
+        "from mmx.serving.inference import Predictor\n"
+        f"package = load_package({str(release_package_dir())!r}, lazy=True)\n"
+        "pred = Predictor(package, runtime='onnxruntime', precision='float32', threads=1)\n"
+        f"bits = pred.predict(np.load({str(tmp_path / 'frame.npy')!r}), mode='bitmask').array\n"
+        f"np.save({str(tmp_path / 'bits.npy')!r}, bits)\n"
+        "print('torch' in sys.modules, package.net_built)\n")
+    runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                           text=True, check=True).stdout.split() for _ in range(2)]
+    assert runs[0] == ["True", "True"]  # the first run exports, with torch
+    assert runs[1] == ["False", "False"]  # the second runs on the cached export alone
+    want = Predictor(release, runtime="onnxruntime", precision="float32",
+                     threads=1).predict(frame, mode="bitmask").array
+    np.testing.assert_array_equal(np.load(tmp_path / "bits.npy"), want)
 
 
 def test_auto_falls_back_to_torch_when_the_export_fails(release, monkeypatch, caplog):

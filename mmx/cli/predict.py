@@ -29,7 +29,7 @@ def _resolve_model(spec: str | None, tracking_uri: str | None):
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # its INFO lines are not ours
     try:
-        return resolve_model(spec, tracking_uri=tracking_uri)
+        return resolve_model(spec, tracking_uri=tracking_uri, lazy=True)
     except MmxError:
         raise
     except Exception as exc:  # MlflowException, sqlalchemy errors, OSError from the store

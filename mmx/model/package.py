@@ -26,6 +26,7 @@ import io
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -100,15 +101,52 @@ class ModelMeta:
         return tuple(by_abbr(a) for a in self.classes)
 
 
-@dataclass
 class ModelPackage:
-    """A network in eval mode with its metadata; ``source`` says where it came from."""
+    """A network in eval mode with its metadata; ``source`` says where it came from.
 
-    net: torch.nn.Module
-    meta: ModelMeta
-    source: str = ""
-    registry: dict = field(default_factory=dict)  # name, version, alias, run_id when known
-    weights_sha256: str = ""  # of the weights file it was loaded from, when known
+    Parameters
+    ----------
+    net : torch.nn.Module or None
+        The network; or None with ``build`` given, which makes it on first access of
+        :attr:`net` (a lazily loaded package: a run that never needs the PyTorch network,
+        such as ONNX Runtime on a cached export, never imports torch).
+    meta : ModelMeta
+    source : str
+        Where it came from (folder, registry URI).
+    registry : dict
+        name, version, alias, run_id when known.
+    weights_sha256 : str
+        Of the weights file it was loaded from, when known.
+    build : callable, optional
+        ``build() -> torch.nn.Module``, called once.
+    """
+
+    def __init__(self, net=None, meta: ModelMeta | None = None, source: str = "",
+                 registry: dict | None = None, weights_sha256: str = "", *,
+                 build: Callable[[], torch.nn.Module] | None = None) -> None:
+        if meta is None:
+            raise TypeError("ModelPackage needs meta")
+        self._net, self._build = net, build
+        self.meta = meta
+        self.source = source
+        self.registry = dict(registry or {})
+        self.weights_sha256 = weights_sha256
+
+    @property
+    def net(self):
+        """The network (built from the verified weights on first access when lazy)."""
+        if self._net is None and self._build is not None:
+            self._net, self._build = self._build(), None
+        return self._net
+
+    @property
+    def net_built(self) -> bool:
+        """False while a lazily loaded package has not yet made its network."""
+        return self._net is not None or self._build is None
+
+    def __repr__(self) -> str:
+        return (f"ModelPackage(source={self.source!r}, architecture={self.meta.architecture!r}, "
+                f"weights_sha256={self.weights_sha256[:12]!r}, built={self.net_built})")
 
 
 def save_package(net, meta: ModelMeta, folder: str | Path) -> Path:
@@ -192,10 +230,13 @@ def _build(meta: ModelMeta, state, where: str):
     return net
 
 
-def load_package(folder: str | Path, *, source: str = "") -> ModelPackage:
+def load_package(folder: str | Path, *, source: str = "", lazy: bool = False) -> ModelPackage:
     """Load a model folder written by :func:`save_package` (searched recursively).
 
-    No code from the folder runs (see the module docstring).
+    No code from the folder runs (see the module docstring). With ``lazy`` the weights
+    are read and their SHA-256 checked now, but turned into a network (torch imported,
+    :func:`_build`) only when :attr:`ModelPackage.net` is first used; the errors below that
+    concern the weights' content are then raised there.
 
     Raises
     ------
@@ -204,8 +245,6 @@ def load_package(folder: str | Path, *, source: str = "") -> ModelPackage:
         this mmx, the weights do not match their recorded SHA-256, are not a plain state
         dict, or do not fit the architecture.
     """
-    import torch
-
     folder = Path(folder)
     if not folder.is_dir():
         raise ModelError(f"{folder}: no such model folder")
@@ -222,17 +261,28 @@ def load_package(folder: str | Path, *, source: str = "") -> ModelPackage:
             raise ModelError(f"{root / _WEIGHTS}: SHA-256 {digest[:16]}... does not match the "
                              f"{recorded[:16]}... recorded in {where}; the weights are damaged "
                              "or were replaced: re-download or re-register the model")
+
+    def build():
+        return _build(meta, _read_state(blob, root / _WEIGHTS), str(root))
+
+    return ModelPackage(net=None if lazy else build(), meta=meta, source=source or str(root),
+                        weights_sha256=digest, build=build if lazy else None)
+
+
+def _read_state(blob: bytes, where: Path) -> dict:
+    """The tensor state dict in a weights file's bytes (tensors only, never code)."""
+    import torch
+
     try:
         state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError, RuntimeError, EOFError...
         reason = " ".join(str(exc).split())[:200]
-        raise ModelError(f"{root / _WEIGHTS}: not a plain tensor state dict ({type(exc).__name__}"
+        raise ModelError(f"{where}: not a plain tensor state dict ({type(exc).__name__}"
                          f": {reason}); mmx loads weights only, never code") from None
     if not isinstance(state, dict):
-        raise ModelError(f"{root / _WEIGHTS}: holds a {type(state).__name__}; expected a "
+        raise ModelError(f"{where}: holds a {type(state).__name__}; expected a "
                          "state dict of tensors")
-    net = _build(meta, state, str(root))
-    return ModelPackage(net=net, meta=meta, source=source or str(root), weights_sha256=digest)
+    return state
 
 
 def package_payload(package: ModelPackage) -> dict:

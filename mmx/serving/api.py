@@ -402,7 +402,8 @@ def _load(model, tracking_uri):
     from mmx.tracking.registry import resolve_model
 
     try:
-        return resolve_model(None if model is None else str(model), tracking_uri=tracking_uri)
+        return resolve_model(None if model is None else str(model), tracking_uri=tracking_uri,
+                             lazy=True)
     except MmxError:
         raise
     except Exception as exc:  # MlflowException, sqlalchemy errors, OSError from the store

@@ -8,8 +8,8 @@ masks any number of images. For each image it
    model's own settings (:func:`mmx.sky.normalize.normalize_image`, which sets them to sky);
 2. plans seamless tiles (:func:`mmx.serving.tiling.plan_tiles`: each pixel computed once, at least
    ``margin`` from any inner tile edge; zero = sky padding at the image border);
-3. runs the tiles in batches under :func:`torch.inference_mode`, keeps only the requested
-   class planes, adds the prior-correction shift to their logits
+3. runs the tiles in batches through the runtime (numpy in, numpy out), keeps only the
+   requested class planes, adds the prior-correction shift to their logits
    (:mod:`mmx.model.priors`) and hands each tile's core to a :class:`mmx.serving.masks.MaskWriter`,
    which converts it at once into the output type: no full-size plane of an unrequested
    class, and for the bit mask no float plane at all, is ever held.
@@ -71,8 +71,8 @@ class Predictor:
     batch_size : int
         Tiles per forward pass.
     threads : int, optional
-        Intra-op threads for torch (``torch.set_num_threads``, process-wide); default
-        torch's own choice (the physical cores).
+        Intra-op threads of the runtime (for PyTorch ``torch.set_num_threads``,
+        process-wide); default the library's own choice (the physical cores).
     tile, margin : int, optional
         Largest tile side and margin, pixels (default: the model's ``meta.tile``, at most
         the runtime's ``max_tile`` where it has one (ONNX Runtime: memory), and
@@ -115,8 +115,6 @@ class Predictor:
         fold_bn: bool = True,
         device: str = "cpu",
     ) -> None:
-        import torch
-
         self.package = package
         meta = package.meta
         model_classes = list(meta.classes)
@@ -140,10 +138,8 @@ class Predictor:
         self.apply_priors = bool(apply_priors)
         if batch_size < 1:
             raise ConfigError(f"batch size must be >= 1, got {batch_size}")
-        if threads is not None:
-            if threads < 1:
-                raise ConfigError(f"threads must be >= 1, got {threads}")
-            torch.set_num_threads(int(threads))
+        if threads is not None and threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {threads}")
         from mmx.serving.runtimes import choose_path, make_runtime, resolve_device
 
         device = resolve_device(device)
@@ -154,32 +150,29 @@ class Predictor:
                                              device=device)
         except ConfigError as exc:
             raise ConfigError(f"$MMX_RUNTIME: {exc}" if env else str(exc)) from None
-        net = package.net
-        if net is None or not callable(net):
-            raise ModelError(f"model {package.source!r} has no network to run")
-        align = int(getattr(net, "stride", 1) or 1)
         tile_given, tile = tile, int(tile if tile is not None else meta.tile)
         margin = int(margin if margin is not None else meta.margin)
         if tile < 1 or margin < 0:
             raise ConfigError(f"tile must be >= 1 and margin >= 0, got tile={tile}, "
                               f"margin={margin}")
-        self.settings = _Settings(tile=tile, margin=margin, align=align,
-                                  batch_size=int(batch_size), precision=precision,
-                                  runtime=runtime, channels_last=bool(channels_last),
-                                  threads=threads, device=device)
-        self._shift = torch.as_tensor(shift, dtype=torch.float32).reshape(-1, 1, 1)
-        self._index = torch.as_tensor(self._plane_index, dtype=torch.long)
+        self._shift = np.asarray(shift, dtype=np.float32).reshape(-1, 1, 1)
+        self._index = np.asarray(self._plane_index, dtype=np.intp)
         try:
-            self.runtime = make_runtime(net, meta, runtime=runtime, precision=precision,
+            self.runtime = make_runtime(package, runtime=runtime, precision=precision,
                                         threads=threads, channels_last=channels_last,
                                         fold_bn=fold_bn, device=device)
         except ModelError as exc:
             if not chosen_by_auto or runtime == "torch":
-                raise
+                raise ModelError(f"model {package.source or meta.architecture!r}: {exc}") from None
             log.warning("%s; using torch/float32 instead", exc)
-            self.settings.runtime, self.settings.precision = "torch", "float32"
-            self.runtime = make_runtime(net, meta, runtime="torch", precision="float32",
-                                        channels_last=channels_last, fold_bn=fold_bn)
+            runtime, precision = "torch", "float32"
+            self.runtime = make_runtime(package, runtime=runtime, precision=precision,
+                                        threads=threads, channels_last=channels_last,
+                                        fold_bn=fold_bn)
+        self.settings = _Settings(tile=tile, margin=margin, align=self.runtime.stride,
+                                  batch_size=int(batch_size), precision=precision,
+                                  runtime=runtime, channels_last=bool(channels_last),
+                                  threads=threads, device=device)
         cap = getattr(self.runtime, "max_tile", None)
         if tile_given is None and cap is not None and self.settings.tile > cap:
             self.settings.tile = int(cap)  # a memory-bound path (plan_tiles aligns cores)
@@ -220,8 +213,6 @@ class Predictor:
         MaskWriter
             Holds the output in ``.array``.
         """
-        import torch
-
         image = np.asarray(image)
         if image.ndim != 2 or image.size == 0:
             raise ConfigError(f"expected a non-empty 2-D image, got shape {image.shape}")
@@ -233,23 +224,21 @@ class Predictor:
         bad = ~np.isfinite(image)
         norm = normalize_image(image, **self.package.meta.normalization)
         plan = self.plan(image.shape)
-        padded = torch.from_numpy(pad_image(norm, plan, mode="zero"))
+        padded = pad_image(norm, plan, mode="zero").astype(np.float32, copy=False)
         del norm
         s = self.settings
         th, tw = plan.tile_shape
-        with torch.inference_mode():
-            for batch in iter_batches(plan, s.batch_size):
-                x = torch.stack([padded[t.y:t.y + th, t.x:t.x + tw] for t in batch])
-                logits = self.runtime(x.unsqueeze(1))
-                if not self._all_planes:
-                    logits = logits.index_select(1, self._index)
-                logits = logits.float()
-                if self.apply_priors:
-                    logits.add_(self._shift)  # a fresh tensor of this batch
-                for k, t in enumerate(batch):
-                    writer.write(logits[k][:, t.inner[0], t.inner[1]], t.out[0], t.out[1])
-                if progress is not None:
-                    progress.update(len(batch))
+        for batch in iter_batches(plan, s.batch_size):
+            x = np.stack([padded[t.y:t.y + th, t.x:t.x + tw] for t in batch])[:, None]
+            logits = self.runtime(x)
+            if not self._all_planes:
+                logits = logits[:, self._index]
+            if self.apply_priors:
+                logits += self._shift  # the runtime's fresh array of this batch
+            for k, t in enumerate(batch):
+                writer.write(logits[k][:, t.inner[0], t.inner[1]], t.out[0], t.out[1])
+            if progress is not None:
+                progress.update(len(batch))
         writer.flag_nodata(bad)
         return writer
 

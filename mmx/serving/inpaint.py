@@ -30,7 +30,6 @@ import numpy as np
 from scipy import ndimage
 
 from mmx.classes import by_abbr
-from mmx.cleaning.defects import repair
 
 __all__ = ["CLEAN_CLASSES", "CLEAN_FRACTION", "CLEAN_SUFFIX", "CR_GROWTH", "clean_bits",
            "clean_mask", "inpaint", "writer_clean_mask"]
@@ -74,6 +73,8 @@ def inpaint(image: np.ndarray, bad: np.ndarray, *, radius: int = 2) -> np.ndarra
     numpy.ndarray
         float32 copy of ``image``, changed only where ``bad`` and the input is finite.
     """
+    from mmx.cleaning.defects import repair  # mmx.cleaning costs ~0.5 s of imports (scipy.signal)
+
     image = np.asarray(image)
     nodata = ~np.isfinite(image)
     out = repair(image, np.asarray(bad, dtype=bool), radius=radius)

@@ -119,14 +119,16 @@ class MaskWriter:
             raise ConfigError("no output class selected; expected at least one class")
         thresholds = dict(thresholds or {})
         self.thresholds = {c.abbr: float(thresholds.get(c.abbr, c.threshold)) for c in self.classes}
-        self._logit_thr = np.array([logit(self.thresholds[c.abbr]) for c in self.classes])
+        # float32, as the logits they are compared with (the same rounding on every path)
+        self._logit_thr = np.array([logit(self.thresholds[c.abbr]) for c in self.classes],
+                                   dtype=np.float32)
         h, w = (int(s) for s in shape)
         k = len(self.classes)
         self._candidate_index = [i for i, c in enumerate(self.classes)
                                  if c.abbr in candidate_classes]
         self._candidate_thr = np.array([
             logit(candidate_fraction * self.thresholds[self.classes[i].abbr])
-            for i in self._candidate_index])
+            for i in self._candidate_index], dtype=np.float32)
         self.candidates = {self.classes[i].abbr: np.zeros((h, w), dtype=bool)
                            for i in self._candidate_index}
         if self.mode is OutputMode.BITMASK:
@@ -140,39 +142,40 @@ class MaskWriter:
         else:
             self.array = np.zeros((k + 1, h, w), dtype=np.uint8)
 
-    def write(self, logits, rows: slice, cols: slice) -> None:
+    def write(self, logits: np.ndarray, rows: slice, cols: slice) -> None:
         """Store one tile.
 
         Parameters
         ----------
-        logits : torch.Tensor
+        logits : numpy.ndarray
             float32 ``(K, h, w)`` prior-corrected logits of ``classes``.
         rows, cols : slice
             Where the tile goes in the image.
         """
-        import torch
+        from scipy.special import expit
 
+        logits = np.asarray(logits, dtype=np.float32)
         for i, thr in zip(self._candidate_index, self._candidate_thr, strict=True):
-            self.candidates[self.classes[i].abbr][rows, cols] = (logits[i] >= thr).numpy()
+            self.candidates[self.classes[i].abbr][rows, cols] = logits[i] >= thr
         mode = self.mode
         if mode is OutputMode.BITMASK:
-            thr = torch.as_tensor(self._logit_thr, dtype=logits.dtype).reshape(-1, 1, 1)
-            hit = logits >= thr
-            acc = torch.zeros(logits.shape[1:], dtype=torch.int32)
+            hit = logits >= self._logit_thr[:, None, None]
+            acc = np.zeros(logits.shape[1:], dtype=np.int32)
             for k, cls in enumerate(self.classes):
                 if cls.bit:  # distinct powers of two: adding is OR-ing
-                    acc.add_(hit[k].to(torch.int32), alpha=cls.bit)
-            self.array[rows, cols] = acc.numpy()
+                    np.add(acc, np.int32(cls.bit), out=acc, where=hit[k])
+            self.array[rows, cols] = acc
             return
         k = len(self.classes)
-        dst = torch.from_numpy(self.array)[:k, rows, cols]
+        dst = self.array[:k, rows, cols]
         if mode is OutputMode.PROB:
-            dst.copy_(torch.sigmoid(logits))
+            expit(logits, out=dst)
         elif mode is OutputMode.PROB8:
-            dst.copy_(torch.sigmoid(logits).mul_(255.0).round_())
+            prob = expit(logits)
+            prob *= np.float32(255.0)
+            dst[...] = np.rint(prob, out=prob)
         else:
-            thr = torch.as_tensor(self._logit_thr, dtype=logits.dtype).reshape(-1, 1, 1)
-            dst.copy_(logits >= thr)
+            dst[...] = logits >= self._logit_thr[:, None, None]
 
     def flag_nodata(self, bad: np.ndarray) -> None:
         """Mark pixels with no valid input value (and clear every class there)."""

@@ -1,8 +1,9 @@
 """The arithmetic that runs the network: which library, which number format, on this CPU.
 
 A runtime takes a batch of normalised tiles ``(N, 1, H, W)`` float32 and returns the
-logits ``(N, C, H, W)`` float32 as a :class:`torch.Tensor`. Four paths exist, each can be
-forced (``Predictor(runtime=..., precision=...)``, ``$MMX_RUNTIME`` for ``mmx predict``):
+logits ``(N, C, H, W)``, both as float32 numpy arrays, and says its network's ``stride``
+(tiles are aligned to it). Four paths exist, each can be forced
+(``Predictor(runtime=..., precision=...)``, ``$MMX_RUNTIME`` for ``mmx predict``):
 
 ``torch/float32``
     PyTorch eager, channels-last, BatchNorm folded: the reference.
@@ -11,7 +12,9 @@ forced (``Predictor(runtime=..., precision=...)``, ``$MMX_RUNTIME`` for ``mmx pr
     hardware (``avx512_bf16``, ``amx_bf16``): elsewhere oneDNN emulates it, slower.
 ``onnxruntime/float32``
     the network exported once to ONNX (cached by content, :mod:`mmx.tracking.model_cache`) and run
-    by ONNX Runtime's CPU kernels (MLAS); the same numbers as the reference to ~1e-5.
+    by ONNX Runtime's CPU kernels (MLAS); the same numbers as the reference to ~1e-5. Once
+    the export is cached, a lazily loaded package (:func:`mmx.model.package.load_package`)
+    runs without importing torch (~1.4 s of start-up, ``benchmarks/README.md``).
 ``onnxruntime/int8``
     the export quantised statically (int8 weights per channel, uint8 activations
     calibrated on a seeded synthetic sky frame), VNNI kernels where the CPU has them.
@@ -33,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from mmx.errors import ConfigError, ModelError
-from mmx.io.atomic import atomic_write
+from mmx.io.atomic import atomic_write, atomic_write_text
 
 __all__ = [
     "RUNTIMES",
@@ -65,12 +68,14 @@ def bf16_supported() -> bool:
     oneDNN's own test (``_is_mkldnn_bf16_supported``) is also true where bf16 is only
     emulated (any AVX-512BW CPU), which is slower than float32: both must hold.
     """
-    import torch
-
     from mmx.model.hardware import native_bf16
 
+    if not native_bf16():
+        return False  # decided without importing torch
+    import torch
+
     try:
-        return native_bf16() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
 
@@ -98,8 +103,8 @@ def resolve_device(device: str = "cpu") -> str:
     if base not in DEVICES or (index and (base != "cuda" or not index.isdigit())):
         raise ConfigError(f"device must be one of {', '.join(DEVICES)} or cuda:N, "
                           f"got {device!r}")
-    if base == "cpu":
-        return "cpu"
+    if base == "cpu" or (base == "auto" and not _nvidia_driver_possible()):
+        return "cpu"  # decided without importing torch
     import torch
 
     available = torch.cuda.is_available()
@@ -117,6 +122,17 @@ def resolve_device(device: str = "cpu") -> str:
         raise ConfigError(f"device {device!r}: torch sees {count} CUDA GPU(s), numbered 0 to "
                           f"{count - 1}")
     return name
+
+
+def _nvidia_driver_possible() -> bool:
+    """False where no CUDA GPU can exist: macOS, or Linux without the NVIDIA kernel driver."""
+    import sys
+
+    if sys.platform == "darwin":
+        return False
+    if sys.platform.startswith("linux"):
+        return Path("/proc/driver/nvidia").exists()
+    return True  # elsewhere only torch can tell
 
 
 def choose_path(runtime: str = "auto", precision: str = "auto", *,
@@ -204,6 +220,9 @@ class TorchRuntime:
         The network in eval mode (copied, never modified).
     precision : {"float32", "bfloat16"}
         Convolution arithmetic.
+    threads : int, optional
+        Intra-op threads (``torch.set_num_threads``, process-wide); default torch's own
+        choice (the physical cores).
     channels_last, fold_bn : bool
         Memory layout for oneDNN's blocked kernels; BatchNorm folding.
     device : str
@@ -211,10 +230,15 @@ class TorchRuntime:
         Tiles are sent there and logits come back to the CPU.
     """
 
-    def __init__(self, net, *, precision: str = "float32", channels_last: bool = True,
-                 fold_bn: bool = True, device: str = "cpu") -> None:
+    def __init__(self, net, *, precision: str = "float32", threads: int | None = None,
+                 channels_last: bool = True, fold_bn: bool = True, device: str = "cpu") -> None:
         import torch
 
+        if net is None or not callable(net):
+            raise ModelError("the model has no network to run")
+        if threads is not None:
+            torch.set_num_threads(int(threads))
+        self.stride = int(getattr(net, "stride", 1) or 1)
         net = fold_batchnorm(net) if fold_bn else copy.deepcopy(net)
         if channels_last:
             net = net.to(memory_format=torch.channels_last)
@@ -224,14 +248,15 @@ class TorchRuntime:
         self._bf16 = precision == "bfloat16"
         self._format = torch.channels_last if channels_last else torch.contiguous_format
 
-    def __call__(self, x):
-        """Logits of a batch ``x`` ``(N, 1, H, W)`` (tensor or array), float32 CPU tensor."""
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Logits ``(N, C, H, W)`` float32 of a batch ``x`` ``(N, 1, H, W)`` float32."""
         import torch
 
-        x = torch.as_tensor(x).to(self.device).contiguous(memory_format=self._format)
+        tiles = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
+        tiles = tiles.contiguous(memory_format=self._format)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16,
                                                     enabled=self._bf16):
-            return self.net(x).float().cpu()
+            return self.net(tiles).float().cpu().contiguous().numpy()
 
 
 class _Export:
@@ -252,18 +277,28 @@ class _Export:
         return Wrapper(net)
 
 
-def _content_key(net, meta) -> str:
-    """Hash of the weights, architecture and export recipe: names a cached export."""
-    import torch
+def _content_key(package) -> str:
+    """Hash of the weights, architecture and export recipe: names a cached export.
 
+    The weights are named by the SHA-256 of the file they were loaded from, when the
+    package knows it (no torch needed), else hashed from the network's state.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        torch_version = version("torch")
+    except PackageNotFoundError:
+        torch_version = ""
+    meta = package.meta
     digest = hashlib.sha256()
     head = {"architecture": getattr(meta, "architecture", ""),
             "arch_kwargs": getattr(meta, "arch_kwargs", {}), "format": _EXPORT_FORMAT,
-            "torch": torch.__version__}
+            "torch": torch_version, "weights_sha256": package.weights_sha256}
     digest.update(json.dumps(head, sort_keys=True, default=str).encode())
-    for key, value in sorted(net.state_dict().items()):
-        digest.update(key.encode())
-        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    if not package.weights_sha256:
+        for key, value in sorted(package.net.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:24]
 
 
@@ -353,14 +388,13 @@ class OnnxRuntime:
 
     Parameters
     ----------
-    net : torch.nn.Module
-        The network (exported once per content; the export is cached).
-    meta : ModelMeta
-        Its metadata (architecture, tile).
+    package : ModelPackage
+        The model: exported once per content (the export and its ``stride`` are cached);
+        its network is built only to make the export.
     precision : {"float32", "int8"}
         Float32 export, or its static int8 quantisation.
     threads : int, optional
-        Intra-op threads (default: torch's count, the physical cores).
+        Intra-op threads (default: ONNX Runtime's, the physical cores).
 
     Attributes
     ----------
@@ -373,30 +407,37 @@ class OnnxRuntime:
 
     max_tile = 768
 
-    def __init__(self, net, meta, *, precision: str = "float32",
+    def __init__(self, package, *, precision: str = "float32",
                  threads: int | None = None) -> None:
         import onnxruntime as ort
-        import torch
 
         from mmx.tracking.model_cache import cache_root
 
         self.name = f"onnxruntime/{precision}"
-        self.stride = int(getattr(net, "stride", 1) or 1)
-        folder = cache_root() / "onnx" / _content_key(net, meta)
-        fp32 = folder / "model-float32.onnx"
+        meta = package.meta
+        folder = cache_root() / "onnx" / _content_key(package)
+        fp32, about = folder / "model-float32.onnx", folder / "export.json"
         try:
-            if not fp32.is_file():
-                export_onnx(net, fp32, stride=self.stride)
+            if not (fp32.is_file() and about.is_file()):
+                net = package.net
+                if net is None or not callable(net):
+                    raise ModelError("the model has no network to run")
+                stride = int(getattr(net, "stride", 1) or 1)
+                export_onnx(net, fp32, stride=stride)
+                atomic_write_text(about, json.dumps({"stride": stride}))
+            self.stride = int(json.loads(about.read_text())["stride"])
             model = fp32
             if precision == "int8":
                 model = folder / f"model-int8-tile{int(meta.tile)}.onnx"
                 if not model.is_file():
                     quantize_onnx(fp32, model, tile=int(meta.tile))
+        except ModelError:
+            raise
         except Exception as exc:  # noqa: BLE001 - any exporter failure is one clear error
             raise ModelError(f"cannot export the network to ONNX for {self.name} "
                              f"({type(exc).__name__}: {exc})") from None
         so = ort.SessionOptions()
-        so.intra_op_num_threads = int(threads or torch.get_num_threads())
+        so.intra_op_num_threads = int(threads or 0)  # 0: ONNX Runtime's own choice
         so.inter_op_num_threads = 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # idle threads sleep instead of spinning, as OMP_WAIT_POLICY=PASSIVE for torch
@@ -406,23 +447,21 @@ class OnnxRuntime:
         self.session = ort.InferenceSession(str(model), so,
                                             providers=["CPUExecutionProvider"])
 
-    def __call__(self, x):
-        """Logits of a batch ``x`` ``(N, 1, H, W)`` (tensor or array), float32 tensor."""
-        import torch
-
-        x = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Logits ``(N, C, H, W)`` float32 of a batch ``x`` ``(N, 1, H, W)`` float32."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
         h, w = x.shape[-2:]
         ph, pw = (-h) % self.stride, (-w) % self.stride
         if ph or pw:  # the export assumes sides that are multiples of the stride
             x = np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)))
         out = self.session.run(None, {"x": x})[0]
-        return torch.from_numpy(np.ascontiguousarray(out[..., :h, :w]))
+        return np.ascontiguousarray(out[..., :h, :w])
 
 
-def make_runtime(net, meta, *, runtime: str, precision: str, threads: int | None = None,
+def make_runtime(package, *, runtime: str, precision: str, threads: int | None = None,
                  channels_last: bool = True, fold_bn: bool = True, device: str = "cpu"):
     """Build the runtime of a resolved path (see :func:`choose_path`) on a resolved device."""
     if runtime == "onnxruntime":
-        return OnnxRuntime(net, meta, precision=precision, threads=threads)
-    return TorchRuntime(net, precision=precision, channels_last=channels_last,
-                        fold_bn=fold_bn, device=device)
+        return OnnxRuntime(package, precision=precision, threads=threads)
+    return TorchRuntime(package.net, precision=precision, threads=threads,
+                        channels_last=channels_last, fold_bn=fold_bn, device=device)

@@ -392,7 +392,8 @@ def _not_found(spec: str, uri: str, name: str):
                      "register one, or pass --model") from None
 
 
-def _from_registry(spec: str, tracking_uri: str | None) -> ModelPackage:
+def _from_registry(spec: str, tracking_uri: str | None, *,
+                   lazy: bool = False) -> ModelPackage:
     """Load a registered version through the local cache (:mod:`mmx.tracking.model_cache`).
 
     On a sqlite store the alias is read with ``sqlite3`` and a cached version is loaded
@@ -410,7 +411,7 @@ def _from_registry(spec: str, tracking_uri: str | None) -> ModelPackage:
     folder = model_cache.lookup(record)
     if folder is None:
         folder = _fetch_into_cache(spec, record)
-    package = load_package(folder, source=spec)
+    package = load_package(folder, source=spec, lazy=lazy)
     package.registry = {"name": name, "version": record.version, "alias": alias or "",
                         "run_id": record.run_id, "tracking_uri": uri,
                         "cache": str(folder)}
@@ -462,7 +463,8 @@ def _unreadable_store(uri: str, exc: Exception) -> ModelError:
         f"{release_package_dir()})")
 
 
-def resolve_model(spec: str | None = None, *, tracking_uri: str | None = None) -> ModelPackage:
+def resolve_model(spec: str | None = None, *, tracking_uri: str | None = None,
+                  lazy: bool = False) -> ModelPackage:
     """Load the model a user names.
 
     Parameters
@@ -478,22 +480,24 @@ def resolve_model(spec: str | None = None, *, tracking_uri: str | None = None) -
     ModelError
         If the named model, version, alias or folder does not exist, or, with ``spec``
         None, the store exists but cannot be read (never a silent fall-back).
+
+    With ``lazy`` the network is built on first use (:func:`mmx.model.package.load_package`).
     """
     if spec is None:
         default = f"models:/{REGISTERED_MODEL}@{PRODUCTION_ALIAS}"
         if _has_alias(REGISTERED_MODEL, PRODUCTION_ALIAS, tracking_uri):
-            return _from_registry(default, tracking_uri)
+            return _from_registry(default, tracking_uri, lazy=lazy)
         release = release_package_dir()
         if (release / "mmx_model.json").is_file():
-            package = load_package(release, source="mmx release model")
+            package = load_package(release, source="mmx release model", lazy=lazy)
             package.registry = {"name": "release", "version": 0, "alias": "", "run_id": ""}
             return package
         raise ModelError(f"no production model: {default} is not in "
                          f"{tracking_uri or default_tracking_uri()} and no release model is "
                          "installed; run `make run` or pass --model")
     if spec.startswith("models:/"):
-        return _from_registry(spec, tracking_uri)
+        return _from_registry(spec, tracking_uri, lazy=lazy)
     path = Path(spec)
     if not path.exists():
         raise ModelError(f"{spec}: no such model folder, and not a models:/ URI")
-    return load_package(path, source=str(path))
+    return load_package(path, source=str(path), lazy=lazy)
