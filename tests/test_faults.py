@@ -212,6 +212,9 @@ def test_loading_never_runs_code_from_the_package(model_dir, tmp_path, monkeypat
     (folder / "mmx_model.json").write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="not a plain tensor state dict .*never code"):
         load_package(folder)
+    lazy = load_package(folder, lazy=True)  # as `mmx predict` loads: the weights read later
+    with pytest.raises(ModelError, match="not a plain tensor state dict .*never code"):
+        _ = lazy.net
     assert not marker.exists()
 
 
