@@ -17,9 +17,9 @@ start-up on its own: ``mmx predict`` on a 64x64 frame through ``models:/mmx@prod
 a temporary sqlite store (first call fills the model cache, then warm calls), through a
 model folder, through the registry on ONNX Runtime (the path ``auto`` takes without native
 bf16, which on a cached export never imports torch), and ``import torch`` alone.
-``--paths`` also runs the frame once per forced path (PyTorch float32/bfloat16, ONNX Runtime float32/int8). ``--mef N`` measures peak
-memory on an N-CCD exposure of the frame's size, with and without the overlap of reading,
-masking and writing (``MMX_OVERLAP=0``).
+``--paths`` also runs the frame once per forced path (PyTorch float32/bfloat16, ONNX
+Runtime float32/int8). ``--mef N`` measures peak memory on an N-CCD exposure of the frame's
+size, with and without the overlap of reading, masking and writing (``MMX_OVERLAP=0``).
 
 ``--max-isa avx2`` limits oneDNN, which runs both tools' convolutions, to AVX2: a
 stand-in for an AVX2 machine without native bf16 (mmx then runs its PyTorch float32 path;
