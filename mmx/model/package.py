@@ -121,11 +121,9 @@ class ModelPackage:
         ``build() -> torch.nn.Module``, called once.
     """
 
-    def __init__(self, net=None, meta: ModelMeta | None = None, source: str = "",
-                 registry: dict | None = None, weights_sha256: str = "", *,
+    def __init__(self, net, meta: ModelMeta, source: str = "", registry: dict | None = None,
+                 weights_sha256: str = "", *,
                  build: Callable[[], torch.nn.Module] | None = None) -> None:
-        if meta is None:
-            raise TypeError("ModelPackage needs meta")
         self._net, self._build = net, build
         self.meta = meta
         self.source = source

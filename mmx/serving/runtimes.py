@@ -211,6 +211,13 @@ def fold_batchnorm(net):
     return net
 
 
+def _runnable(net):
+    """``net``, or a :class:`ModelError` when the model has no network to run."""
+    if net is None or not callable(net):
+        raise ModelError("no network to run (a package without weights?)")
+    return net
+
+
 class TorchRuntime:
     """PyTorch eager: channels-last, folded BatchNorm, float32 or bfloat16 convolutions.
 
@@ -234,8 +241,7 @@ class TorchRuntime:
                  channels_last: bool = True, fold_bn: bool = True, device: str = "cpu") -> None:
         import torch
 
-        if net is None or not callable(net):
-            raise ModelError("the model has no network to run")
+        net = _runnable(net)
         if threads is not None:
             torch.set_num_threads(int(threads))
         self.stride = int(getattr(net, "stride", 1) or 1)
@@ -419,9 +425,7 @@ class OnnxRuntime:
         fp32, about = folder / "model-float32.onnx", folder / "export.json"
         try:
             if not (fp32.is_file() and about.is_file()):
-                net = package.net
-                if net is None or not callable(net):
-                    raise ModelError("the model has no network to run")
+                net = _runnable(package.net)
                 stride = int(getattr(net, "stride", 1) or 1)
                 export_onnx(net, fp32, stride=stride)
                 atomic_write_text(about, json.dumps({"stride": stride}))
