@@ -7,7 +7,8 @@ batch size, learning rate and starting weights), in its own checkpoint and model
 tracked in MLflow; then :func:`mmx.training.releasing.make_release` calibrates,
 scores and writes the package. Without ``--fit`` an existing package (``--model``,
 default ``paths.model``) is packaged; ``--recalibrate`` sets its thresholds anew from the
-``train`` settings (``threshold_rule``, ``target_fpr``, ``class_target_fpr``).
+``train`` settings (``threshold_rule``, ``target_fpr``, ``class_target_fpr``) and gives it
+the ``train.min_significance`` gate.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=None,
                         help="--fit: peak learning rate (default params.yaml train.lr)")
     parser.add_argument("--recalibrate", action="store_true",
-                        help="recalibrate the thresholds with params.yaml train settings")
+                        help="recalibrate the thresholds (and set the significance gate) "
+                        "with params.yaml train settings")
     parser.add_argument("--out", type=Path, default=release_package_dir(),
                         help="folder the release package is written to")
     args = parser.parse_args(argv)
@@ -72,7 +74,9 @@ def main(argv: list[str] | None = None) -> None:
                    "class_target_fpr": train_cfg["class_target_fpr"]}
     out = make_release(model, val_dir=args.val, test_dir=args.test, out=args.out,
                        eval_cfg=section("evaluate"), log_to_mlflow=args.fit,
-                       calibration=calibration if args.recalibrate else None)
+                       calibration=calibration if args.recalibrate else None,
+                       min_significance=(dict(train_cfg.get("min_significance") or {})
+                                         if args.recalibrate else None))
     size = sum(p.stat().st_size for p in out.iterdir()) / 1e6
     log.info("release model written to %s (%.1f MB)", out, size)
 

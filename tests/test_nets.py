@@ -11,6 +11,7 @@ from mmx.classes import N_CLASSES
 from mmx.errors import ConfigError
 from mmx.model.nets import (
     ARCHITECTURES,
+    GATE_DROP,
     HFNet,
     build_network,
     count_parameters,
@@ -122,3 +123,33 @@ def test_output_bias_makes_every_output_start_at_the_priors(name):
         assert torch.allclose(out, bias[None, :, None, None].expand_as(out), atol=1e-5)
     with pytest.raises(ConfigError, match=r"one output bias per class \(3\), got shape \(2,\)"):
         init_output_bias(net, [0.0, 0.0])
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_significance_gate_lowers_only_its_class_and_only_in_eval(name):
+    torch.manual_seed(0)
+    plain = build_network(name, n_classes=N_CLASSES, **SMALL[name]).eval()
+    gated = build_network(name, n_classes=N_CLASSES, min_significance={"CR": 1.5},
+                          **SMALL[name]).eval()
+    gated.load_state_dict(plain.state_dict())  # the gate is not in the state dict
+    x = torch.randn(1, 1, 40, 48) * 2.0
+    with torch.no_grad():
+        a, b = plain(x), gated(x)
+        diff = a - b
+        below = (x[0, 0] <= 1.5)
+        assert below.any() and (~below).any()
+        assert torch.allclose(diff[0, 0][below], torch.tensor(GATE_DROP), atol=1e-5)
+        assert torch.all(diff[0, 0][~below] == 0) and torch.all(diff[0, 1:] == 0)
+        assert torch.equal(plain.train()(x), gated.train()(x))  # training never sees it
+    gated.set_min_significance(None)
+    with torch.no_grad():
+        assert torch.equal(plain.eval()(x), gated.eval()(x))
+
+
+def test_significance_gate_refuses_unknown_classes_and_infinite_values():
+    with pytest.raises(ConfigError, match="unknown class.*XX"):
+        build_network("unet", n_classes=N_CLASSES, widths=(4, 8), min_significance={"XX": 1})
+    with pytest.raises(ConfigError, match="unknown class.*BG"):  # a 3-class net has no BG
+        build_network("unet", n_classes=3, widths=(4, 8), min_significance={"BG": 1})
+    with pytest.raises(ConfigError, match="finite"):
+        build_network("unet", n_classes=3, widths=(4, 8), min_significance={"CR": math.inf})

@@ -66,3 +66,21 @@ def test_make_release_calibrates_scores_and_records(tmp_path, rng):
     assert "CR" in released.thresholds and "CR.auc" in released.metrics
     assert released.provenance["release"] is True
     assert json.loads((out / "RELEASE.json").read_text())["weights_sha256"] == weights_sha256(out)
+
+
+def test_make_release_sets_the_significance_gate_without_touching_weights(tmp_path, rng):
+    net = build_network("unet", n_classes=14, widths=[4, 8])
+    meta = ModelMeta(architecture="unet", arch_kwargs={"widths": [4, 8]},
+                     training_priors=dict.fromkeys(ABBREVIATIONS, 0.05), tile=64, margin=8)
+    model = save_package(net, meta, tmp_path / "model")
+    val, test = _tiny_set(tmp_path / "val", rng), _tiny_set(tmp_path / "test", rng)
+    kwargs = {"val_dir": val, "test_dir": test,
+              "eval_cfg": {"batch_size": 2, "metric_bins": 100, "num_threads": 1},
+              "calibration": {"rule": "fpr", "target_fpr": 1e-3}}
+    gated = make_release(model, out=tmp_path / "gated", min_significance={"CR": 2.0}, **kwargs)
+    package = load_package(gated)
+    assert package.meta.arch_kwargs == {"widths": [4, 8], "min_significance": {"CR": 2.0}}
+    assert package.net.min_significance == {"CR": 2.0}
+    assert weights_sha256(gated) == weights_sha256(model)
+    ungated = make_release(gated, out=tmp_path / "ungated", min_significance={}, **kwargs)
+    assert load_package(ungated).meta.arch_kwargs == {"widths": [4, 8]}

@@ -10,6 +10,9 @@ Every network here
   ``aux`` a list of full-resolution logit maps from intermediate decoder levels;
 * has output layers whose biases :func:`init_output_bias` sets to the training priors'
   logits, so that training starts from the best constant prediction instead of p = 0.5;
+* can hold a *significance gate* (``min_significance={"CR": 1.5}``, see
+  :class:`SegmentationNet`): in eval mode a class's logit drops by :data:`GATE_DROP` where
+  the pixel is not that many sky sigmas above the background (a cosmic ray adds charge);
 * uses only per-pixel operations besides convolutions and pooling (BatchNorm, which is an
   affine map in eval mode), so a tile gives exactly the whole-image result wherever it
   holds the receptive field, provided its origin is a multiple of :attr:`stride`.
@@ -37,10 +40,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mmx.classes import N_CLASSES
+from mmx.classes import ABBREVIATIONS, N_CLASSES
 from mmx.errors import ConfigError
 
 __all__ = [
+    "GATE_DROP",
+    "SegmentationNet",
     "UNet",
     "HFNet",
     "ARCHITECTURES",
@@ -81,7 +86,61 @@ def _upsample_to(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
-class UNet(nn.Module):
+#: Logit drop of a gated pixel: its odds are divided by e^4 ~ 55, so p = 0.5 becomes 0.018.
+#: On the validation split 4 gave the same TPR at FPR 1e-3 and 1e-4 as a drop of 30 (a hard
+#: gate), and kept the AUC (0.992; 0.982 with 30): a confident network still outranks noise.
+GATE_DROP = 4.0
+
+
+class SegmentationNet(nn.Module):
+    """Base of the networks: the eval-time significance gate on their logits.
+
+    ``min_significance`` maps class abbreviations (:data:`mmx.classes.ABBREVIATIONS`
+    order) to a significance ``t`` in sky sigmas: in eval mode, where the input ``x``
+    (``(image - background) / noise``) is ``<= t``, that class's logit drops by
+    :data:`GATE_DROP`. Training (train mode) never sees the gate, so the loss and the
+    weights are those of the ungated network; validation, calibration, scoring and
+    inference all see it. On the simulator's validation split the release network's
+    cosmic-ray TPR at FPR 1e-3 went from 0.63 to 0.72 with ``{"CR": 1.5}``: in crowded
+    cosmic-ray fields it gave sky pixels at the noise level a high p(CR). A gated pixel's
+    odds are divided by ``exp(GATE_DROP)``, not zeroed: a likelihood ratio, not a veto.
+    The gate is a buffer outside the state dict (weights files do not change).
+    """
+
+    n_classes: int
+    gate_min_z: torch.Tensor
+
+    def _init_gate(self, min_significance: dict[str, float] | None) -> None:
+        self.register_buffer("gate_min_z", torch.empty(0), persistent=False)
+        self.min_significance: dict[str, float] = {}
+        self.set_min_significance(min_significance)
+
+    def set_min_significance(self, min_significance: dict[str, float] | None) -> None:
+        """Replace the gate (``None`` or ``{}``: none); see the class docstring."""
+        gates = {str(k): float(v) for k, v in (min_significance or {}).items()}
+        known = ABBREVIATIONS[:self.n_classes]
+        bad = sorted(set(gates) - set(known))
+        if bad:
+            raise ConfigError(f"min_significance: unknown class(es) {', '.join(bad)} for a "
+                              f"{self.n_classes}-class network; expected some of "
+                              f"{', '.join(known)}")
+        if any(not math.isfinite(v) for v in gates.values()):
+            raise ConfigError(f"min_significance: thresholds must be finite sigmas, got {gates}")
+        z = torch.full((self.n_classes,), -math.inf)
+        for name, value in gates.items():
+            z[known.index(name)] = value
+        device = self.gate_min_z.device
+        self.gate_min_z = (z[None, :, None, None] if gates else torch.empty(0)).to(device)
+        self.min_significance = gates
+
+    def _gated(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if self.training or not self.min_significance:
+            return logits
+        below = (x <= self.gate_min_z.to(x.dtype)).to(logits.dtype)
+        return logits - GATE_DROP * below
+
+
+class UNet(SegmentationNet):
     """Compact U-Net with BatchNorm, nearest-neighbour upsampling and skip concatenation.
 
     Parameters
@@ -94,6 +153,8 @@ class UNet(nn.Module):
         3x3 convolutions per encoder and decoder level.
     asinh_scale : float
         The network sees ``asinh(x / asinh_scale)``.
+    min_significance : dict, optional
+        Significance gate per class (:class:`SegmentationNet`).
     """
 
     def __init__(
@@ -103,6 +164,7 @@ class UNet(nn.Module):
         widths: Sequence[int] = (12, 24, 48),
         convs_per_level: int = 2,
         asinh_scale: float = 1.0,
+        min_significance: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         widths = [int(w) for w in widths]
@@ -111,6 +173,7 @@ class UNet(nn.Module):
         if convs_per_level < 1:
             raise ConfigError(f"unet convs_per_level must be >= 1, got {convs_per_level}")
         self.n_classes = n_classes
+        self._init_gate(min_significance)
         self.asinh_scale = float(asinh_scale)
         self.stride = 2 ** (len(widths) - 1)
         self.encoders = nn.ModuleList()
@@ -130,6 +193,7 @@ class UNet(nn.Module):
         self, x: torch.Tensor, *, return_aux: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits ``(N, C, H, W)``; with ``return_aux`` also the deep-supervision logits."""
+        z = x
         x, h, w = _pad_to(torch.asinh(x / self.asinh_scale), self.stride)
         full = x.shape[-2:]
         skips = []
@@ -144,13 +208,13 @@ class UNet(nn.Module):
                 aux.append(aux_head(x))
             x = F.interpolate(x, scale_factor=2, mode="nearest")
             x = dec(torch.cat([x, skip], dim=1))
-        logits = self.head(x)[..., :h, :w]
+        logits = self._gated(self.head(x)[..., :h, :w], z)
         if not return_aux:
             return logits
         return logits, [_upsample_to(a, full)[..., :h, :w] for a in aux]
 
 
-class HFNet(nn.Module):
+class HFNet(SegmentationNet):
     """MaxiMask's highly fused SegNet: 5 poolings, side decoders fused at full resolution.
 
     Parameters
@@ -164,6 +228,8 @@ class HFNet(nn.Module):
         ``(2, 2, 3, 3, 2)`` with the five 3x3 side heads gives 29 3x3 convolutions.
     asinh_scale : float
         The network sees ``asinh(x / asinh_scale)``.
+    min_significance : dict, optional
+        Significance gate per class (:class:`SegmentationNet`).
     """
 
     def __init__(
@@ -173,6 +239,7 @@ class HFNet(nn.Module):
         widths: Sequence[int] = (32, 64, 128, 256, 224),
         convs: Sequence[int] = (2, 2, 3, 3, 2),
         asinh_scale: float = 1.0,
+        min_significance: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         widths, convs = [int(w) for w in widths], [int(c) for c in convs]
@@ -180,6 +247,7 @@ class HFNet(nn.Module):
             raise ConfigError(f"hfnet widths {widths} and convs {convs} must have the same "
                               "length >= 2")
         self.n_classes = n_classes
+        self._init_gate(min_significance)
         self.asinh_scale = float(asinh_scale)
         self.stride = 2 ** len(widths)
         self.encoders = nn.ModuleList()
@@ -206,6 +274,7 @@ class HFNet(nn.Module):
         self, x: torch.Tensor, *, return_aux: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         """Fused logits ``(N, C, H, W)``; with ``return_aux`` also each side output."""
+        z = x
         x, h, w = _pad_to(torch.asinh(x / self.asinh_scale), self.stride)
         full = x.shape[-2:]
         pools = []
@@ -218,7 +287,7 @@ class HFNet(nn.Module):
         for dec, side, (idx, size) in zip(self.decoders, self.sides, pools[::-1], strict=True):
             x = dec(F.max_unpool2d(x, idx, (2, 2), output_size=size))
             sides.append(_upsample_to(side(x), full))
-        logits = self.fuse(torch.cat(sides, dim=1))[..., :h, :w]
+        logits = self._gated(self.fuse(torch.cat(sides, dim=1))[..., :h, :w], z)
         if not return_aux:
             return logits
         return logits, [s[..., :h, :w] for s in sides]

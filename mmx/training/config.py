@@ -22,6 +22,7 @@ class TrainConfig:
 
     architecture: str = "unet"
     arch_kwargs: dict = field(default_factory=dict)
+    min_significance: dict = field(default_factory=dict)
     seed: int = 1
     crop: int = 128
     focus_classes: list = field(default_factory=list)

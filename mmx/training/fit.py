@@ -75,8 +75,8 @@ def _max_time(minutes: float | None) -> _dt.timedelta | None:
 def _load_initial_weights(net: torch.nn.Module, cfg: TrainConfig, root: Path) -> None:
     """Start ``net`` from the weights of the package ``cfg.init_weights`` (fine-tuning).
 
-    The package must hold the same network (architecture and its keyword arguments) with
-    the same output classes in the same order.
+    The package must hold the same network (architecture and its keyword arguments, its
+    significance gate aside) with the same output classes in the same order.
     """
     from mmx.classes import ABBREVIATIONS
     from mmx.model.package import load_package
@@ -84,7 +84,8 @@ def _load_initial_weights(net: torch.nn.Module, cfg: TrainConfig, root: Path) ->
     folder = Path(cfg.init_weights)
     folder = folder if folder.is_absolute() else root / folder
     start = load_package(folder)
-    if (start.meta.architecture, start.meta.arch_kwargs) != (cfg.architecture, cfg.arch_kwargs):
+    held = {k: v for k, v in start.meta.arch_kwargs.items() if k != "min_significance"}
+    if (start.meta.architecture, held) != (cfg.architecture, cfg.arch_kwargs):
         raise ConfigError(
             f"train.init_weights: {folder} holds {start.meta.architecture} "
             f"{start.meta.arch_kwargs}, expected {cfg.architecture} {cfg.arch_kwargs} "
@@ -162,7 +163,9 @@ def train(
     torch.manual_seed(seed)
 
     priors = ShardSet(train_dir).class_fraction
-    arch_kwargs = cfg.arch_kwargs
+    arch_kwargs = dict(cfg.arch_kwargs)
+    if cfg.min_significance:  # an eval-time gate, not weights: stored with the network
+        arch_kwargs["min_significance"] = dict(cfg.min_significance)
     module = MaskModule(
         priors=[float(priors[a]) for a in ABBREVIATIONS], architecture=cfg.architecture,
         arch_kwargs=arch_kwargs, loss=cfg.loss,

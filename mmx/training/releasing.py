@@ -20,17 +20,25 @@ __all__ = ["make_release"]
 
 def make_release(model_dir: str | Path, *, val_dir: str | Path, test_dir: str | Path,
                  out: str | Path, eval_cfg: dict, log_to_mlflow: bool = False,
-                 calibration: dict | None = None) -> Path:
+                 calibration: dict | None = None,
+                 min_significance: dict | None = None) -> Path:
     """Write the release package ``out`` from a trained package, with test figures.
 
     Thresholds are (re)calibrated on ``val_dir`` when the package has none or when
     ``calibration`` (keyword arguments of :func:`mmx.training.calibration.calibrate_thresholds`:
     ``rule``, ``target_fpr``, ``class_target_fpr``) is given. With ``log_to_mlflow`` the
     test figures and plots also go into the model's training run (found through its
-    provenance), so the run shows what was released.
+    provenance), so the run shows what was released. ``min_significance``, when given,
+    replaces the network's significance gate (:class:`mmx.model.nets.SegmentationNet`;
+    ``{}``: none) before anything is calibrated or scored.
     """
     package = load_package(model_dir)
     meta = package.meta
+    if min_significance is not None:
+        package.net.set_min_significance(min_significance)
+        meta.arch_kwargs = {k: v for k, v in meta.arch_kwargs.items() if k != "min_significance"}
+        if min_significance:
+            meta.arch_kwargs["min_significance"] = dict(min_significance)
     if not meta.thresholds or calibration is not None:
         meta.thresholds = calibrate_thresholds(package.net, meta, val_dir,
                                                batch_size=int(eval_cfg["batch_size"]),
