@@ -27,6 +27,20 @@ __all__ = ["main"]
 log = logging.getLogger("mmx.release")
 
 
+def _settings(parser: argparse.ArgumentParser, items: list[str], train: dict) -> dict:
+    """``--set KEY=VALUE`` items as a dict of train settings (values parsed as YAML)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in train:
+            parser.error(f"--set {item!r}: expected KEY=VALUE with KEY a params.yaml train "
+                         f"setting ({', '.join(sorted(train))})")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     """Fit (with ``--fit``) and write ``mmx/release`` (command-line entry)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -45,6 +59,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="--fit: crops per step (default params.yaml train.batch_size)")
     parser.add_argument("--lr", type=float, default=None,
                         help="--fit: peak learning rate (default params.yaml train.lr)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="--fit: any other train setting, VALUE read as YAML (repeatable), "
+                        "e.g. --set boundary_weight=5")
     parser.add_argument("--recalibrate", action="store_true",
                         help="recalibrate the thresholds (and set the significance gate) "
                         "with params.yaml train settings")
@@ -52,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="folder the release package is written to")
     args = parser.parse_args(argv)
     fit_only = {"--init": args.init, "--crop": args.crop, "--batch-size": args.batch_size,
-                "--lr": args.lr}
+                "--lr": args.lr, "--set": args.set or None}
     if not args.fit and any(v is not None for v in fit_only.values()):
         parser.error(f"{', '.join(k for k, v in fit_only.items() if v is not None)} "
                      "need --fit")
@@ -64,7 +81,8 @@ def main(argv: list[str] | None = None) -> None:
                      "batch_size": args.batch_size, "lr": args.lr}
         cfg = {**params["train"], "max_steps": args.steps, "max_time_min": args.minutes,
                "checkpoint_dir": "checkpoints/release", "progress_bar": False,
-               **{k: v for k, v in overrides.items() if v is not None}}
+               **{k: v for k, v in overrides.items() if v is not None},
+               **_settings(parser, args.set, params["train"])}
         model = ROOT / "models" / "release-fit"
         train(cfg, train_dir=path("train"), val_dir=args.val, model_dir=model,
               results_dir=ROOT / "results" / "release", root=ROOT, run_name="release",

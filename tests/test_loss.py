@@ -192,3 +192,24 @@ def test_hard_negatives_weigh_more_where_another_contaminant_is():
         BalancedBCE(pos, neg, hard_negative_weight=0.5, classes=classes)
     with pytest.raises(ConfigError, match="needs the balanced loss"):
         build_loss("paper", [0.2, 0.8], classes=["A", "B"], hard_negative_weight=3.0)
+
+
+def test_boundary_weight_multiplies_both_sides_of_a_contaminant_edge():
+    # one row of 6 pixels: CR at 2-3, BG elsewhere; pixel 5 ignored
+    classes = ["CR", "BG"]
+    labels = torch.tensor([[[0b10, 0b10, 0b01, 0b01, 0b10, 0b10]]], dtype=torch.int32)
+    ignore = torch.tensor([[[0, 0, 0, 0, 0, 1]]], dtype=torch.int32)
+    pos, neg = torch.tensor([4.0, 1.0]), torch.tensor([0.5, 1.0])
+    logits = torch.zeros(1, 2, 1, 6)
+    plain = BalancedBCE(pos, neg, aux_weight=0.0, classes=classes)
+    edged = BalancedBCE(pos, neg, aux_weight=0.0, boundary_weight=3.0, classes=classes)
+    ln2 = math.log(2.0)
+    # CR edges: negatives 1 and 4, positives 2 and 3 (each touches the other side); BG is no
+    # contaminant; the ignored pixel counts for nothing
+    extra = (3.0 - 1.0) * (2 * 0.5 + 2 * 4.0) * ln2
+    assert float(edged(logits, labels, ignore)) == pytest.approx(
+        float(plain(logits, labels, ignore)) + extra / 5, rel=1e-6)
+    with pytest.raises(ConfigError, match="boundary_weight must be >= 1, got 0"):
+        BalancedBCE(pos, neg, boundary_weight=0, classes=classes)
+    with pytest.raises(ConfigError, match="boundary_weight 2.0 needs the balanced loss"):
+        build_loss("paper", [0.2, 0.8], classes=["A", "B"], boundary_weight=2.0)

@@ -40,6 +40,7 @@ class TrainConfig:
     max_weight_ratio: float | None = 1000.0
     focal_gamma: float = 0.0
     hard_negative_weight: float = 1.0
+    boundary_weight: float = 1.0
     neighbourhood: int = 1
     aux_weight: float = 0.0
     init_bias: bool = True

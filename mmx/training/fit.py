@@ -173,6 +173,7 @@ def train(
         max_weight_ratio=cfg.max_weight_ratio,
         focal_gamma=cfg.focal_gamma,
         hard_negative_weight=cfg.hard_negative_weight,
+        boundary_weight=cfg.boundary_weight,
         neighbourhood=cfg.neighbourhood, aux_weight=cfg.aux_weight,
         init_bias=cfg.init_bias, optimizer=cfg.optimizer,
         lr=cfg.lr, weight_decay=cfg.weight_decay,

@@ -92,6 +92,8 @@ class MaskModule(pl.LightningModule):
         ``balanced``: focal exponent (0: none).
     hard_negative_weight : float
         ``balanced``: factor on a class's negatives where another contaminant is (1: none).
+    boundary_weight : float
+        ``balanced``: factor on both weights of a class within 1 px of its edges (1: none).
     neighbourhood : int
         ``paper``: window of the pixel weights (3: the paper's rule; 1: own classes only).
     aux_weight : float
@@ -129,6 +131,7 @@ class MaskModule(pl.LightningModule):
         max_weight_ratio: float | None = 1000.0,
         focal_gamma: float = 0.0,
         hard_negative_weight: float = 1.0,
+        boundary_weight: float = 1.0,
         neighbourhood: int = 3,
         aux_weight: float = 0.5,
         init_bias: bool = True,
@@ -159,7 +162,8 @@ class MaskModule(pl.LightningModule):
         self.loss, calibrated = build_loss(
             loss, list(priors), classes=self.classes, aux_weight=aux_weight, beta=balance_beta,
             max_ratio=max_weight_ratio, focal_gamma=focal_gamma,
-            hard_negative_weight=hard_negative_weight, neighbourhood=neighbourhood)
+            hard_negative_weight=hard_negative_weight, boundary_weight=boundary_weight,
+            neighbourhood=neighbourhood)
         if init_bias:
             init_output_bias(self.net, prior_logits(calibrated))
         # class pixels / valid pixels the fit has seen (crops differ from the split when

@@ -25,6 +25,11 @@ cross-entropies, averaged over the valid pixels::
     the chance that a pixel without ``c`` holds another contaminant: the probabilities stay
     calibrated where no other contaminant is likely (most of the sky) and are lowered where
     one is. The thresholds, calibrated on validation pixels, absorb it.
+    Optional **boundary weight** (``boundary_weight`` b > 1): on both sides of a
+    contaminant's edge (pixels whose 3x3 neighbourhood holds positives and negatives of
+    ``c``) both weights of ``c`` are multiplied by b. The optimum is unchanged (positive and
+    negative weights scale together); the fit spends more of its effort where a mask's
+    edge is decided: the outer rows of cosmic-ray tracks against their 1-px halos.
 ``paper`` (:class:`MaskLoss`): MaxiMask's rule (Paillassa, Bertin & Bouy 2020)
     One weight per pixel shared by all 14 BCE terms: the *largest* class weight
     ``w_c = 1 / (p_c * sum_c' 1/p_c')`` over the classes present at the pixel and its 8
@@ -346,6 +351,9 @@ class BalancedBCE(nn.Module):
     hard_negative_weight : float
         Factor ``h >= 1`` on the negative weight of class ``c`` at pixels that hold another
         contaminant (1: none).
+    boundary_weight : float
+        Factor ``b >= 1`` on both weights of contaminant ``c`` within 1 px of its edges
+        (1: none).
     classes : sequence of str, optional
         Abbreviations of the output planes, which say which of them are contaminants
         (None: every plane is one).
@@ -354,7 +362,7 @@ class BalancedBCE(nn.Module):
     def __init__(self, pos_weights: torch.Tensor | Sequence[float],
                  neg_weights: torch.Tensor | Sequence[float], *, aux_weight: float = 0.5,
                  focal_gamma: float = 0.0, hard_negative_weight: float = 1.0,
-                 classes: Sequence[str] | None = None):
+                 boundary_weight: float = 1.0, classes: Sequence[str] | None = None):
         super().__init__()
         if aux_weight < 0:
             raise ConfigError(f"aux_weight must be >= 0, got {aux_weight}")
@@ -362,6 +370,8 @@ class BalancedBCE(nn.Module):
             raise ConfigError(f"focal_gamma must be >= 0, got {focal_gamma}")
         if not hard_negative_weight >= 1:
             raise ConfigError(f"hard_negative_weight must be >= 1, got {hard_negative_weight}")
+        if not boundary_weight >= 1:
+            raise ConfigError(f"boundary_weight must be >= 1, got {boundary_weight}")
         pos = torch.as_tensor(pos_weights, dtype=torch.float32).clone()
         neg = torch.as_tensor(neg_weights, dtype=torch.float32).clone()
         if pos.shape != neg.shape or pos.ndim != 1 or not bool((neg > 0).all()):
@@ -377,6 +387,16 @@ class BalancedBCE(nn.Module):
         self.aux_weight = float(aux_weight)
         self.focal_gamma = float(focal_gamma)
         self.hard_negative_weight = float(hard_negative_weight)
+        self.boundary_weight = float(boundary_weight)
+
+    def _boundary_factor(self, targets: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """``(N, C, H, W)``: b within 1 px of a contaminant's edge (either side), else 1."""
+        t = torch.where(valid[:, None], targets, 0.0)
+        grown = F.max_pool2d(t, 3, stride=1, padding=1)
+        shrunk = -F.max_pool2d(-torch.where(valid[:, None], targets, 1.0), 3, stride=1,
+                               padding=1)
+        edge = (grown > shrunk) & (self.contaminant[None, :, None, None] > 0)
+        return 1.0 + (self.boundary_weight - 1.0) * edge.to(targets.dtype)
 
     def _hard_negative_factor(self, targets: torch.Tensor) -> torch.Tensor:
         """``(N, C, H, W)``: h where contaminant c is absent but another one present, else 1."""
@@ -413,6 +433,9 @@ class BalancedBCE(nn.Module):
         neg = self.neg_weights[None, :, None, None]
         if self.hard_negative_weight > 1:  # factor 1 on positives: only their negatives grow
             neg = neg * self._hard_negative_factor(targets)
+        if self.boundary_weight > 1:  # both sides: the optimum stays where it was
+            edge = self._boundary_factor(targets, valid)
+            pos, neg = pos * edge, neg * edge
         loss = self._one(logits, targets, valid, pos, neg)
         if aux and self.aux_weight > 0:
             aux_loss = sum(self._one(a.float(), targets, valid, pos, neg) for a in aux) / len(aux)
@@ -430,6 +453,7 @@ def build_loss(
     max_ratio: float | None = 1000.0,
     focal_gamma: float = 0.0,
     hard_negative_weight: float = 1.0,
+    boundary_weight: float = 1.0,
     neighbourhood: int = 3,
 ) -> tuple[nn.Module, np.ndarray]:
     """The training loss named ``kind`` and the priors its minimiser is calibrated to.
@@ -445,9 +469,9 @@ def build_loss(
         Abbreviations of the output planes, in order.
     aux_weight : float
         Deep-supervision factor.
-    beta, focal_gamma, hard_negative_weight : float
-        ``balanced`` only: balancing exponent, focal exponent, and factor on the negatives
-        of a class where another contaminant is (:class:`BalancedBCE`).
+    beta, focal_gamma, hard_negative_weight, boundary_weight : float
+        ``balanced`` only: balancing exponent, focal exponent, factor on the negatives of a
+        class where another contaminant is, factor at a class's edges (:class:`BalancedBCE`).
     max_ratio : float, optional
         ``balanced``: cap on ``w+/w-``; ``paper``: cap on ``max(w)/w_c``.
     neighbourhood : int
@@ -468,12 +492,15 @@ def build_loss(
     if kind == "balanced":
         pos, neg = balanced_weights(p, classes=classes, beta=beta, max_ratio=max_ratio)
         loss = BalancedBCE(pos, neg, aux_weight=aux_weight, focal_gamma=focal_gamma,
-                           hard_negative_weight=hard_negative_weight, classes=classes)
+                           hard_negative_weight=hard_negative_weight,
+                           boundary_weight=boundary_weight, classes=classes)
         return loss, effective_priors(p, pos, neg)
     if kind == "paper":
-        if hard_negative_weight != 1:
-            raise ConfigError(f"hard_negative_weight {hard_negative_weight} needs the balanced "
-                              "loss; the paper's pixel weights have no per-class negatives")
+        for name, value in (("hard_negative_weight", hard_negative_weight),
+                            ("boundary_weight", boundary_weight)):
+            if value != 1:
+                raise ConfigError(f"{name} {value} needs the balanced loss; the paper's "
+                                  "pixel weights have no per-class negatives")
         w = class_weights(p, classes=classes, max_ratio=max_ratio)
         return MaskLoss(w, aux_weight=aux_weight, neighbourhood=neighbourhood), p
     raise ConfigError(f"unknown loss {kind!r}; expected one of {', '.join(LOSSES)}")
