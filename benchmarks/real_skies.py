@@ -67,6 +67,7 @@ from benchmarks.accuracy import (  # noqa: E402
     _result,
     _update,
     _usage_rows,
+    _write_frame,
     add_tool_arguments,
     point_stats,
     run_tool,
@@ -86,6 +87,10 @@ __all__ = [
     "flat_plateaus",
     "frame_sample",
     "inject",
+    "prepare",
+    "prepare_real_cosmic_rays",
+    "cosmic_ray_charge",
+    "transplant_cosmic_rays",
     "locate_hot_columns",
     "find_peaks",
     "flag_fractions",
@@ -122,6 +127,8 @@ KNOWN_KEYS: dict[str, dict[str, float]] = {WFPC2: {"GAIN": 7.0, "RDNOISE": 5.2,
 ABSENT = ("CR", "HP", "TRL", "NEB", "FR", "P", "SP")
 ISSUE_CLASSES = ("CR", "HCL", "DCL", "HP", "DP", "TRL", "SAT", "OV")
 ABSENT_TARGET, FPR_TARGET = 0.01, 1e-3
+#: share of MS1137's real cosmic rays transplanted per draw, and the draws' stream number
+REAL_CR_KEEP, REAL_CR_STREAM = 0.5, 1
 
 
 # ----------------------------------------------------------------------------- the split
@@ -284,6 +291,64 @@ def inject(sample, *, config, seed: int, frame_index: int, draw: int):
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(frame_index),
                                                         int(draw)]))
     return synthesize_sample(sample, rng=rng, config=config)
+
+
+# ----------------------------------------------------------------------------- real cosmic rays
+def cosmic_ray_charge(image: np.ndarray, mask: np.ndarray, *, gain: float,
+                      noise: float | np.ndarray, nsigma: float = 2.0, grow: int = 1
+                      ) -> np.ndarray:
+    """Charge [e-] that a frame's real cosmic rays deposited: ``image`` minus its sky.
+
+    The sky under the reference ``mask`` grown by ``grow`` px (the tracks' faint edges)
+    is the median of the pixels around that region (:func:`mmx.serving.inpaint.inpaint`
+    on the region grown once more). Where that excess is at least ``nsigma`` times the
+    frame's ``noise`` [ADU], the charge is the excess times ``gain``; elsewhere 0 (the
+    frame's own noise must not travel with its cosmic rays).
+    """
+    from mmx.serving.inpaint import inpaint
+
+    eight = np.ones((3, 3), bool)
+    region = np.asarray(mask, bool)
+    if grow > 0:
+        region = ndimage.binary_dilation(region, eight, iterations=grow)
+    sky = inpaint(np.asarray(image, np.float32), ndimage.binary_dilation(region, eight),
+                  radius=3)
+    excess = np.nan_to_num(np.asarray(image, np.float64) - sky, nan=0.0)
+    return np.where(region & (excess >= nsigma * np.asarray(noise)), excess * float(gain), 0.0)
+
+
+def transplant_cosmic_rays(sample, charge: np.ndarray, *, rng: np.random.Generator,
+                           keep: float = 0.5, wing_cut: float = 0.5):
+    """Real cosmic-ray footprints (``charge`` [e-], another frame's) added to a clean sample.
+
+    Each 8-connected footprint is kept with probability ``keep``; the kept layer is
+    rotated by a random multiple of 90 degrees, maybe mirrored, tiled to cover the sample
+    and cut at a random offset, converted to the sample's ADU by its gain, and added
+    (clipped at its ``saturate`` level). Truth: CR where the added charge is at least
+    ``wing_cut`` sky sigmas (the simulator's own labelling rule); other labels and the
+    ignore plane are the sample's.
+    """
+    from mmx.classes import label_bit
+    from mmx.io.shards import Sample
+
+    record = dict(sample.record)
+    lab, n = ndimage.label(np.asarray(charge) > 0, np.ones((3, 3), bool))
+    kept = np.concatenate([[False], rng.uniform(size=n) < keep])
+    layer = np.where(kept[lab], charge, 0.0)
+    layer = np.rot90(layer, int(rng.integers(4)))
+    if rng.uniform() < 0.5:
+        layer = layer[:, ::-1]
+    ny, nx = sample.image.shape
+    reps = (ny // layer.shape[0] + 2, nx // layer.shape[1] + 2)
+    y0, x0 = (int(rng.integers(s)) for s in layer.shape)
+    delta = np.tile(layer, reps)[y0:y0 + ny, x0:x0 + nx] / float(record["gain"])
+    truth = delta >= wing_cut * float(record["sky_noise"])
+    image = np.minimum(sample.image + delta, float(record["saturate"])).astype(np.float32)
+    labels = np.array(sample.labels, dtype=np.uint16)
+    labels[truth] |= np.uint16(label_bit("CR"))
+    record["injected"] = ["CR"]
+    return Sample(image=image, labels=labels, ignore=np.array(sample.ignore, np.uint8),
+                  record=record)
 
 
 # ----------------------------------------------------------------------------- hot columns
@@ -551,8 +616,6 @@ def _tool_header(frame: Frame) -> dict[str, float]:
 def prepare(real: Path, folder: Path, *, names: Sequence[str], draws: int, seed: int,
             params: dict) -> tuple[list[Frame], list[Job]]:
     """Clean the frames, inject ``draws`` times each, write every frame the tools get."""
-    from benchmarks.accuracy import _write_frame
-
     clean_config, synth = _synthesis_config(params)
     shutil.rmtree(folder, ignore_errors=True)
     frames, jobs = [], []
@@ -576,6 +639,39 @@ def prepare(real: Path, folder: Path, *, names: Sequence[str], draws: int, seed:
                             region, draw=draw, labels=s.labels, ignore=s.ignore,
                             injected=list(s.record["injected"])))
     return frames, jobs
+
+
+def prepare_real_cosmic_rays(frames: Sequence[Frame], folder: Path, *, draws: int, seed: int,
+                             params: dict, keep: float = REAL_CR_KEEP) -> list[Job]:
+    """MS1137's real cosmic rays transplanted onto the other held-out skies, ``draws`` each.
+
+    The footprints are :func:`cosmic_ray_charge` under the L.A.Cosmic mask; each draw is
+    :func:`transplant_cosmic_rays` from ``default_rng(SeedSequence([seed, frame_index, draw,
+    REAL_CR_STREAM]))``. No job when MS1137 or its mask is absent.
+    """
+    source = next((f for f in frames if f.name == WFPC2 and f.lacosmic is not None), None)
+    if source is None:
+        return []
+    clean_config, synth = _synthesis_config(params)
+    wing_cut = float(synth.contaminants["CR"].get("wing_cut", 0.5))
+    charge = cosmic_ray_charge(source.image, source.lacosmic, noise=source.ccd.noise,
+                               gain=_tool_header(source)["GAIN"])
+    jobs = []
+    for frame in frames:
+        if frame is source:
+            continue
+        sample = frame_sample(frame.ccd, config=clean_config, ignore=frame.ignore,
+                              record={"instrument": frame.key, "exposure": frame.key})
+        for draw in range(draws):
+            rng = np.random.default_rng(np.random.SeedSequence(
+                [int(seed), frame.index, draw, REAL_CR_STREAM]))
+            s = transplant_cosmic_rays(sample, charge, rng=rng, keep=keep, wing_cut=wing_cut)
+            padded, region = pad_frame(s.image + np.float32(frame.ccd.meta["bias"]))
+            path = _write_frame(folder / f"{frame.key}.rcr{draw}.fits", padded,
+                                **_tool_header(frame))
+            jobs.append(Job(frame, path, region, draw=draw, labels=s.labels, ignore=s.ignore,
+                            injected=["CR (MS1137)"]))
+    return jobs
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -691,6 +787,38 @@ def _section1(tools: list[Tool], frames: list[Frame], jobs: list[Job], results: 
             lines.append(f"| {t.label} | {_f(r['tpr_at_fpr_1e-3'][k])} | "
                          f"{_f(r['tpr_at_fpr_1e-4'][k])} | {_f(r['auc'][k], '.4f')} | "
                          f"{_f(r['tpr'][k])} | {_e(r['fpr'][k])} | {_f(r['purity'][k])} |")
+    return lines + [""]
+
+
+def _real_cr_section(tools: list[Tool], jobs: list[Job], work: Path, draws: int, seed: int
+                     ) -> list[str]:
+    """Section 1b: CR scores on the skies carrying MS1137's real cosmic rays."""
+    lines = ["## 1b. Real cosmic rays transplanted onto the other held-out skies", "",
+             "The cosmic rays of MS1137 (WFPC2, gain 7 e-/DN; within the L.A.Cosmic mask grown "
+             "by 1 px, the excess over the sky around it where it is at least 2 of that "
+             "frame's noise sigmas: `cosmic_ray_charge`) added in electrons to the "
+             f"other held-out sky frames ({len(jobs)} images: {draws} draws each of "
+             + ", ".join(dict.fromkeys(f"`{j.frame.key}`" for j in jobs)) + "), each draw "
+             f"keeping {REAL_CR_KEEP:.0%} of the footprints, rotated, mirrored and tiled "
+             f"(`transplant_cosmic_rays`, stream `default_rng(SeedSequence([{seed}, "
+             f"frame_index, draw, {REAL_CR_STREAM}]))`). Truth: CR where the added charge is "
+             "at least the simulator's `wing_cut` in sky sigmas. Real footprint shapes, "
+             "not mmx's model of them; but of one thin CCD (WFPC2), and only where "
+             "L.A.Cosmic found them. Nothing else injected.", "",
+             "| tool | CR px | TPR@FPR=1e-3 | TPR@FPR=1e-4 | AUC | default: TPR | FPR | "
+             "purity |", "|---|---|---|---|---|---|---|---|"]
+    for tool in tools:
+        if "CR" not in tool.classes:
+            continue
+        curves = _curves(1, [tool.thresholds["CR"]])
+        for job in jobs:
+            cr = _outputs(tool, job, work)["CR"]
+            _update(curves, cr[None], job.labels & np.uint16(1), job.ignore)
+        r = _result(curves)
+        ranked = ("—", "—", "—") if tool.binary else (
+            _f(r["tpr_at_fpr_1e-3"][0]), _f(r["tpr_at_fpr_1e-4"][0]), _f(r["auc"][0], ".4f"))
+        lines.append(f"| {tool.label} | {int(r['n_pos'][0])} | " + " | ".join(ranked)
+                     + f" | {_f(r['tpr'][0])} | {_e(r['fpr'][0])} | {_f(r['purity'][0])} |")
     return lines + [""]
 
 
@@ -1151,11 +1279,14 @@ def real_sky_section(
     missing = [n for n in SKY_FRAMES if n not in names]
     folder = work / "real" / "frames"
     frames, jobs = prepare(real, folder, names=names, draws=draws, seed=seed, params=params)
-    mpix = sum(_npix(j.path) for j in jobs) / 1e6
+    cr_jobs = prepare_real_cosmic_rays(frames, folder, draws=draws, seed=seed, params=params)
+    everything = jobs + cr_jobs
+    mpix = sum(_npix(j.path) for j in everything) / 1e6
     for tool in tools:
-        u: Usage | None = run_tool(tool, [j.path for j in jobs], work / "real", reuse=reuse)
+        u: Usage | None = run_tool(tool, [j.path for j in everything], work / "real",
+                                   reuse=reuse)
         if usages is not None and u is not None:
-            usages.append((tool.label, "real frames (padded)", len(jobs), mpix, u))
+            usages.append((tool.label, "real frames (padded)", len(everything), mpix, u))
     originals = {j.frame.name: j for j in jobs if j.draw is None}
     lines = title + [
         "Frames held out from training (params.yaml `real.holdout`; a frame of `real.train` "
@@ -1164,9 +1295,12 @@ def real_sky_section(
         + (f" Absent: {', '.join(missing)}." if missing else "")
         + " GMOS (a spectrum) and the LSST lab flat are held out too but are not skies. "
         "Every tool ran once over all "
-        f"{len(jobs)} frames ({mpix:.2f} Mpix as given to the tools, padding included).", ""]
+        f"{len(everything)} frames ({mpix:.2f} Mpix as given to the tools, padding "
+        "included).", ""]
     results = _injected_results(tools, jobs, work / "real")
     lines += _section1(tools, frames, jobs, results, draws, seed)
+    if cr_jobs:
+        lines += _real_cr_section(tools, cr_jobs, work / "real", draws, seed)
     lines += _fp_sources_lines(tools, jobs, work / "real")
     if results:
         png = _plot_roc(results, tools, out / "real_injected_roc.png",
@@ -1202,8 +1336,9 @@ def real_sky_section(
               "- Truth in section 1 is exact only for what was injected: a real defect or "
               "cosmic ray the cleaning missed counts as a negative (a tool that finds it "
               "is charged a false positive).",
-              "- Injected contaminants come from mmx's own models (the ones it trains on); "
-              "real cosmic rays are scored only against L.A.Cosmic (MS1137), real "
+              "- Injected contaminants come from mmx's own models (the ones it trains on), "
+              "except the real MS1137 cosmic rays of section 1b; real cosmic rays as "
+              "observed are scored only against L.A.Cosmic (MS1137), real "
               "hot columns only on the Dyer frames, real saturation only on CTIO.",
               "- No real trails, persistence, fringes, nebulosity or spikes with labels "
               "exist among the frames: for those only false-alarm rates are measured.", ""]

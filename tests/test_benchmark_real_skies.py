@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from benchmarks.real_skies import (
     MIN_SIDE,
@@ -12,6 +13,7 @@ from benchmarks.real_skies import (
     _params,
     _synthesis_config,
     check_scored,
+    cosmic_ray_charge,
     false_positive_sources,
     find_peaks,
     flag_fractions,
@@ -20,6 +22,7 @@ from benchmarks.real_skies import (
     locate_hot_columns,
     pad_frame,
     read_split,
+    transplant_cosmic_rays,
 )
 from mmx.classes import label_bit
 from mmx.cleaning.stage import CleanCCD
@@ -175,3 +178,45 @@ def test_false_positives_are_traced_to_what_the_pixels_truly_are():
                                                              fpr=1e-3)
     assert threshold == pytest.approx(0.6) and n_fp == 2 and n_neg == 2000 - 5 - 1
     assert sources == {"sky": 1, "HCL": 1}
+
+
+def test_real_cosmic_ray_charge_is_the_excess_over_the_sky_without_the_frame_noise(rng):
+    image = rng.normal(100.0, 2.0, size=(64, 64))
+    track = np.zeros(image.shape)
+    track[30, 10:40] = 50.0       # a bright track ...
+    track[29, 10:40] = 1.0        # ... and a faint edge, under the noise
+    image += track
+    mask = track >= 50.0          # what the reference algorithm found
+    charge = cosmic_ray_charge(image, mask, gain=4.0, noise=2.0)
+    assert charge[30, 10:40] == pytest.approx(4.0 * 50.0, abs=4.0 * 7.0)
+    beyond = ~ndimage.binary_dilation(mask, np.ones((3, 3), bool))
+    assert not charge[beyond].any()                      # nothing outside the grown mask
+    assert np.count_nonzero(charge[29:32:2, 10:40]) < 6  # the ring's noise stays home
+
+
+def _transplant_sample(rng):
+    clean, _ = _synthesis_config(_params())
+    return frame_sample(_clean_ccd(rng), config=clean, record={"instrument": "t"})
+
+
+def test_transplanted_cosmic_rays_keep_their_charge_and_are_labelled_by_the_wing_cut(rng):
+    sample = _transplant_sample(rng)
+    charge = np.zeros((160, 160))
+    charge[20, 5:60] = 800.0      # a track [e-]
+    charge[90:93, 70] = 10.0      # a faint worm: 5 ADU at gain 2 = 1 sky sigma
+    charge[130, 140] = 2.0        # 1 ADU: under the 0.5 sigma wing cut
+    out = transplant_cosmic_rays(sample, charge, rng=np.random.default_rng(1), keep=1.0,
+                                 wing_cut=0.5)
+    delta = out.image.astype(np.float64) - sample.image
+    # one whole period of the tiled layer: every electron arrives, divided by the gain
+    assert delta.sum() == pytest.approx(charge.sum() / 2.0, rel=1e-4)
+    cr = (out.labels & label_bit("CR")) > 0
+    np.testing.assert_array_equal(cr, delta >= 0.5 * sample.record["sky_noise"])
+    assert cr.sum() == 55 + 3
+    np.testing.assert_array_equal(out.labels & ~np.uint16(label_bit("CR")), sample.labels)
+    np.testing.assert_array_equal(out.ignore, sample.ignore)
+    same = transplant_cosmic_rays(sample, charge, rng=np.random.default_rng(1), keep=1.0)
+    np.testing.assert_array_equal(same.image, out.image)
+    none = transplant_cosmic_rays(sample, charge, rng=np.random.default_rng(1), keep=0.0)
+    np.testing.assert_array_equal(none.image, sample.image)
+    assert not (none.labels & label_bit("CR")).any()
