@@ -1299,13 +1299,13 @@ def real_sky_section(
         "included).", ""]
     results = _injected_results(tools, jobs, work / "real")
     lines += _section1(tools, frames, jobs, results, draws, seed)
-    if cr_jobs:
-        lines += _real_cr_section(tools, cr_jobs, work / "real", draws, seed)
     lines += _fp_sources_lines(tools, jobs, work / "real")
     if results:
         png = _plot_roc(results, tools, out / "real_injected_roc.png",
                         title="ROC on held-out real skies with injected contaminants")
         lines += [f"![ROC per class, injected real skies]({png.name})", ""]
+    if cr_jobs:
+        lines += _real_cr_section(tools, cr_jobs, work / "real", draws, seed)
 
     lines += ["## 2. Real labelled cases", ""]
     if WFPC2 in originals and originals[WFPC2].frame.lacosmic is not None:
