@@ -127,8 +127,9 @@ KNOWN_KEYS: dict[str, dict[str, float]] = {WFPC2: {"GAIN": 7.0, "RDNOISE": 5.2,
 ABSENT = ("CR", "HP", "TRL", "NEB", "FR", "P", "SP")
 ISSUE_CLASSES = ("CR", "HCL", "DCL", "HP", "DP", "TRL", "SAT", "OV")
 ABSENT_TARGET, FPR_TARGET = 0.01, 1e-3
-#: share of MS1137's real cosmic rays transplanted per draw, and the draws' stream number
-REAL_CR_KEEP, REAL_CR_STREAM = 0.5, 1
+#: share of MS1137's real cosmic rays transplanted per draw, the draws' stream number, and
+#: the excess over the sky [MS1137 noise sigmas] below which a footprint pixel is left behind
+REAL_CR_KEEP, REAL_CR_STREAM, REAL_CR_NSIGMA = 0.5, 1, 2.0
 
 
 # ----------------------------------------------------------------------------- the split
@@ -655,7 +656,7 @@ def prepare_real_cosmic_rays(frames: Sequence[Frame], folder: Path, *, draws: in
     clean_config, synth = _synthesis_config(params)
     wing_cut = float(synth.contaminants["CR"].get("wing_cut", 0.5))
     charge = cosmic_ray_charge(source.image, source.lacosmic, noise=source.ccd.noise,
-                               gain=_tool_header(source)["GAIN"])
+                               gain=_tool_header(source)["GAIN"], nsigma=REAL_CR_NSIGMA)
     jobs = []
     for frame in frames:
         if frame is source:
@@ -794,9 +795,10 @@ def _real_cr_section(tools: list[Tool], jobs: list[Job], work: Path, draws: int,
                      ) -> list[str]:
     """Section 1b: CR scores on the skies carrying MS1137's real cosmic rays."""
     lines = ["## 1b. Real cosmic rays transplanted onto the other held-out skies", "",
-             "The cosmic rays of MS1137 (WFPC2, gain 7 e-/DN; within the L.A.Cosmic mask grown "
-             "by 1 px, the excess over the sky around it where it is at least 2 of that "
-             "frame's noise sigmas: `cosmic_ray_charge`) added in electrons to the "
+             f"The cosmic rays of MS1137 (WFPC2, gain {KNOWN_KEYS[WFPC2]['GAIN']:g} e-/DN; "
+             "within the L.A.Cosmic mask grown by 1 px, the excess over the sky around it "
+             f"where it is at least {REAL_CR_NSIGMA:g} of that frame's noise sigmas: "
+             "`cosmic_ray_charge`) added in electrons to the "
              f"other held-out sky frames ({len(jobs)} images: {draws} draws each of "
              + ", ".join(dict.fromkeys(f"`{j.frame.key}`" for j in jobs)) + "), each draw "
              f"keeping {REAL_CR_KEEP:.0%} of the footprints, rotated, mirrored and tiled "
