@@ -89,7 +89,6 @@ __all__ = [
     "inject",
     "prepare",
     "prepare_real_cosmic_rays",
-    "cosmic_ray_charge",
     "transplant_cosmic_rays",
     "locate_hot_columns",
     "find_peaks",
@@ -295,29 +294,6 @@ def inject(sample, *, config, seed: int, frame_index: int, draw: int):
 
 
 # ----------------------------------------------------------------------------- real cosmic rays
-def cosmic_ray_charge(image: np.ndarray, mask: np.ndarray, *, gain: float,
-                      noise: float | np.ndarray, nsigma: float = 2.0, grow: int = 1
-                      ) -> np.ndarray:
-    """Charge [e-] that a frame's real cosmic rays deposited: ``image`` minus its sky.
-
-    The sky under the reference ``mask`` grown by ``grow`` px (the tracks' faint edges)
-    is the median of the pixels around that region (:func:`mmx.serving.inpaint.inpaint`
-    on the region grown once more). Where that excess is at least ``nsigma`` times the
-    frame's ``noise`` [ADU], the charge is the excess times ``gain``; elsewhere 0 (the
-    frame's own noise must not travel with its cosmic rays).
-    """
-    from mmx.serving.inpaint import inpaint
-
-    eight = np.ones((3, 3), bool)
-    region = np.asarray(mask, bool)
-    if grow > 0:
-        region = ndimage.binary_dilation(region, eight, iterations=grow)
-    sky = inpaint(np.asarray(image, np.float32), ndimage.binary_dilation(region, eight),
-                  radius=3)
-    excess = np.nan_to_num(np.asarray(image, np.float64) - sky, nan=0.0)
-    return np.where(region & (excess >= nsigma * np.asarray(noise)), excess * float(gain), 0.0)
-
-
 def transplant_cosmic_rays(sample, charge: np.ndarray, *, rng: np.random.Generator,
                            keep: float = 0.5, wing_cut: float = 0.5):
     """Real cosmic-ray footprints (``charge`` [e-], another frame's) added to a clean sample.
@@ -646,10 +622,13 @@ def prepare_real_cosmic_rays(frames: Sequence[Frame], folder: Path, *, draws: in
                              params: dict, keep: float = REAL_CR_KEEP) -> list[Job]:
     """MS1137's real cosmic rays transplanted onto the other held-out skies, ``draws`` each.
 
-    The footprints are :func:`cosmic_ray_charge` under the L.A.Cosmic mask; each draw is
-    :func:`transplant_cosmic_rays` from ``default_rng(SeedSequence([seed, frame_index, draw,
-    REAL_CR_STREAM]))``. No job when MS1137 or its mask is absent.
+    The footprints are :func:`mmx.cleaning.cosmic_ray_footprints.cosmic_ray_charge` under
+    the L.A.Cosmic mask; each draw is :func:`transplant_cosmic_rays` from
+    ``default_rng(SeedSequence([seed, frame_index, draw, REAL_CR_STREAM]))``. No job when
+    MS1137 or its mask is absent.
     """
+    from mmx.cleaning.cosmic_ray_footprints import cosmic_ray_charge
+
     source = next((f for f in frames if f.name == WFPC2 and f.lacosmic is not None), None)
     if source is None:
         return []

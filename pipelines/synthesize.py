@@ -1,6 +1,7 @@
 """Stage `synthesize`: clean cutouts + injected contaminants -> train/val/test shard sets.
 
-Reads ``synthesize:`` of params.yaml (and the BG/BBG rule settings of ``clean:``, so
+Reads the clean set and its real cosmic-ray footprints (``paths.cosmic_rays``),
+``synthesize:`` of params.yaml (and the BG/BBG rule settings of ``clean:``, so
 that synthesized truth follows exactly the clean stage's definition); writes the three
 shard sets, ``results/synthesis.json`` and ``results/synthesis_preview.png``.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from mmx.cleaning.config import CleanConfig
+from mmx.cleaning.cosmic_ray_footprints import load_footprints
 from mmx.io.shards import ShardSet
 from mmx.synthesis.config import SynthesisConfig
 from mmx.synthesis.splits import SPLITS
@@ -28,12 +30,14 @@ def main() -> None:
     })
     config = SynthesisConfig.from_mapping(settings)
     results = path("results")
+    footprints = load_footprints(path("cosmic_rays"))
     synthesize(
         ShardSet(path("clean")),
         out={split: path(split) for split in SPLITS},
         config=config,
         report=results / "synthesis.json",
         preview=results / "synthesis_preview.png",
+        footprints=footprints,
     )
 
 

@@ -30,6 +30,7 @@ from mmx.cleaning import (
     run_clean,
     subtract_overscan,
 )
+from mmx.cleaning.cosmic_ray_footprints import load_footprints
 from mmx.errors import ConfigError, InputError
 from mmx.io.shards import ShardSet
 from mmx.sky.background import label_background
@@ -385,8 +386,15 @@ def test_run_clean_end_to_end(tmp_path):
     assert [i for i, _ in find_exposures(raw)] == ["OTHER", "TESTCAM"]
     cfg = CleanConfig(size=100, stride=100, mesh=48, max_ignored_fraction=0.015)
     out, report_path = tmp_path / "derived" / "clean", tmp_path / "results" / "clean_report.json"
-    report = run_clean(raw, out, report=report_path, config=cfg)
+    library = tmp_path / "derived" / "cosmic_rays.npz"
+    report = run_clean(raw, out, report=report_path, footprints=library, config=cfg)
     assert json.loads(report_path.read_text()) == report
+    # frames without the simulator's ORIGIN are real: their own cosmic rays are kept
+    hits = load_footprints(library)
+    assert len(hits) == report["cosmic_ray_footprints"] == sum(
+        i["cosmic_ray_footprints"] for i in report["instruments"].values())
+    assert 0.5 * 64 < len(hits) <= 64  # 12 + 12 + 40 tracks, some merged or on an edge
+    assert all(h.min() >= 0 and h.max() >= 600 * GAIN * 0.5 for h in hits)
     inst = report["instruments"]["TESTCAM"]
     assert inst["exposures"] == 1 and inst["ccds"] == 2
     assert inst["cutouts_kept"] + sum(inst["cutouts_rejected"].values()) == 8
@@ -406,6 +414,18 @@ def test_run_clean_end_to_end(tmp_path):
         np.testing.assert_array_equal(a.image, b.image)
         np.testing.assert_array_equal(a.labels, b.labels)
         assert a.record == b.record
+
+
+def test_only_real_frames_give_cosmic_ray_footprints():
+    ccd = make_raw_ccd(np.random.default_rng(4), n_cr=10, defects=False, saturated_star=False)
+    real = clean_ccd(ccd.raw, ccd.header, config=CleanConfig(mesh=48))
+    assert real.meta["origin"] == "real" and len(real.cosmic_rays) >= 5
+    for hit in real.cosmic_rays:  # in electrons: each track step added 600-4000 ADU
+        assert 600 * GAIN * 0.8 <= hit.max() <= 2 * 4300 * GAIN  # (two steps may share one)
+    header = ccd.header.copy()
+    header["ORIGIN"] = "mmx surveys simulate"
+    simulated = clean_ccd(ccd.raw, header, config=CleanConfig(mesh=48))
+    assert simulated.meta["origin"] == "simulated" and simulated.cosmic_rays == []
 
 
 def test_run_clean_errors(tmp_path):

@@ -53,6 +53,10 @@ class CleanConfig:
         astroscrappy iterations.
     cr_dilate : int
         Growth of the cosmic-ray mask [px, 8-connected].
+    cr_footprint_nsigma : float
+        A real frame's cosmic-ray footprints keep the charge at least this many noise
+        sigmas above the sky around them
+        (:func:`~mmx.cleaning.cosmic_ray_footprints.cosmic_ray_charge`).
     repair_radius : int
         Half-width of the window of good neighbours whose median replaces a defect [px].
     max_ignored_fraction : float
@@ -99,6 +103,7 @@ class CleanConfig:
     cr_objlim: float = 5.0
     cr_niter: int = 4
     cr_dilate: int = 1
+    cr_footprint_nsigma: float = 2.0
     repair_radius: int = 2
     max_ignored_fraction: float = 0.05
     max_saturated_fraction: float = 0.05
@@ -118,7 +123,7 @@ class CleanConfig:
                     "cr_niter", "repair_radius", "mesh", "shard_size", "workers", "fwhm_default",
                     "assumed_noise_e",
                     "bbg_smooth", "hp_nsigma", "dp_nsigma", "cr_sigclip", "cr_objlim",
-                    "line_nsigma", "bbg_nsigma", "core_nsigma")
+                    "line_nsigma", "bbg_nsigma", "core_nsigma", "cr_footprint_nsigma")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"clean.{name} must be > 0, got {getattr(self, name)}")

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from mmx.classes import label_bit
 from mmx.cleaning.config import CleanConfig
+from mmx.cleaning.cosmic_ray_footprints import cosmic_ray_charge, cut_footprints, save_footprints
 from mmx.cleaning.defects import CAUSES, detect_defects, repair
 from mmx.cleaning.overscan import subtract_overscan
 from mmx.cleaning.processed import characterise, is_raw_layout
@@ -81,6 +82,9 @@ class CleanCCD:
     meta : dict
         ``ccd``, ``gain``, ``read_noise``, ``saturate``, ``bias``, ``overscan_noise``,
         ``fwhm``, ``fwhm_source``, ``n_stars`` and the exposure keys.
+    cosmic_rays : list of numpy.ndarray
+        A real frame's own cosmic-ray hits, one charge array [e-] each
+        (:mod:`mmx.cleaning.cosmic_ray_footprints`); empty for simulated frames.
     """
 
     image: np.ndarray
@@ -89,6 +93,7 @@ class CleanCCD:
     sky: np.ndarray
     noise: np.ndarray
     meta: dict
+    cosmic_rays: list[np.ndarray] = field(default_factory=list)
 
 
 @dataclass
@@ -215,6 +220,11 @@ def clean_ccd(
         sources = ch.sources
     defects = detect_defects(image, trimmed, saturate=saturate_raw, bias=bias, gain=gain,
                              read_noise=read_noise, config=cfg)
+    real = merged.get("ORIGIN") != _SIMULATED
+    cosmic_rays = cut_footprints(
+        cosmic_ray_charge(image, defects.cause == CAUSES.index("cosmic_ray") + 1, gain=gain,
+                          noise=defects.noise, nsigma=cfg.cr_footprint_nsigma, grow=0),
+        min_peak=cfg.cr_sigclip * float(np.median(defects.noise)) * gain) if real else []
     image = repair(image, defects.ignore, radius=cfg.repair_radius)
     pixel_scale = merged.get("PIXSCAL")
     pixel_scale = float(pixel_scale) if isinstance(pixel_scale, int | float) else None
@@ -249,10 +259,10 @@ def clean_ccd(
         "telescope": str(merged.get("TELESCOP", "")).strip(),
         "mjd": _number(merged, "MJD-OBS"),
         "airmass": _number(merged, "AIRMASS"),
-        "origin": "simulated" if merged.get("ORIGIN") == _SIMULATED else "real",
+        "origin": "real" if real else "simulated",
     }
     return CleanCCD(image=image, saturated=defects.saturated, cause=defects.cause,
-                    sky=defects.sky, noise=defects.noise, meta=meta)
+                    sky=defects.sky, noise=defects.noise, meta=meta, cosmic_rays=cosmic_rays)
 
 
 def grid_origins(shape: tuple[int, int], *, size: int, stride: int) -> list[tuple[int, int]]:
@@ -452,11 +462,11 @@ def find_exposures(raw: str | Path) -> list[tuple[str, Path]]:
 
 
 def _clean_one(job: tuple[str, Path, CleanConfig]) -> tuple[str, Path, list, float]:
-    """Clean one exposure (in a worker process): CCD metadata and cutouts, and seconds."""
+    """Clean one exposure (in a worker process): per CCD its metadata, cutouts, footprints."""
     inst, path, cfg = job
     t0 = time.perf_counter()
-    ccds = [(ccd.meta, results) for ccd, results in clean_exposure(path, config=cfg,
-                                                                     instrument=inst)]
+    ccds = [(ccd.meta, results, ccd.cosmic_rays)
+            for ccd, results in clean_exposure(path, config=cfg, instrument=inst)]
     return inst, path, ccds, time.perf_counter() - t0
 
 
@@ -475,7 +485,7 @@ def _empty_stats() -> dict:
     return {"exposures": 0, "ccds": 0, "ccds_too_small": 0, "cutouts_kept": 0,
             "cutouts_rejected": dict.fromkeys(REJECT_REASONS, 0),
             "ignored_pixels": dict.fromkeys(CAUSES, 0), "saturated_pixels": 0,
-            "pixels_kept": 0, "fwhm_source": {}, "seconds": 0.0}
+            "pixels_kept": 0, "fwhm_source": {}, "cosmic_ray_footprints": 0, "seconds": 0.0}
 
 
 def run_clean(
@@ -484,6 +494,7 @@ def run_clean(
     *,
     extra: Sequence[str | Path] = (),
     report: str | Path | None = None,
+    footprints: str | Path | None = None,
     config: CleanConfig | None = None,
 ) -> dict:
     """Run the ``clean`` stage: every exposure under ``raw`` (and ``extra``) to a shard set.
@@ -500,6 +511,10 @@ def run_clean(
     report : str or pathlib.Path, optional
         JSON report to write: per instrument the cutouts kept and rejected (by reason),
         ignored pixels by cause (in kept cutouts) and timing.
+    footprints : str or pathlib.Path, optional
+        Where to write the real frames' cosmic-ray footprints
+        (:func:`mmx.cleaning.cosmic_ray_footprints.save_footprints`; empty when no frame
+        is real).
     config : CleanConfig, optional
         Settings.
 
@@ -521,6 +536,8 @@ def run_clean(
     stats: dict[str, dict] = {}
     start = time.perf_counter()
     writer = ShardWriter(out, shard_size=cfg.shard_size)
+    hits: list[np.ndarray] = []
+    sources: list[str] = []
     try:
         jobs = [(inst, path, cfg) for inst, path in exposures]
         with _pool(min(cfg.workers, len(jobs))) as pool:
@@ -530,7 +547,10 @@ def run_clean(
                 st = stats.setdefault(inst, _empty_stats())
                 st["exposures"] += 1
                 kept = rejected = 0
-                for meta, results in ccds:
+                for meta, results, cosmic_rays in ccds:
+                    hits += cosmic_rays
+                    sources += [f"{inst}/{path.name}/{meta['ccd']}"] * len(cosmic_rays)
+                    st["cosmic_ray_footprints"] += len(cosmic_rays)
                     st["ccds"] += 1
                     st["ccds_too_small"] += not results
                     src = meta["fwhm_source"]
@@ -552,6 +572,8 @@ def run_clean(
         if not any(st["cutouts_kept"] for st in stats.values()):
             raise InputError(f"{raw}: no cutout survived cleaning ({json.dumps(stats)}); "
                              "check clean.size and the rejection limits")
+        if footprints is not None:
+            save_footprints(footprints, hits, sources)
         summary = writer.close(stage="clean", config=cfg.__dict__)
     except BaseException:
         shutil.rmtree(writer.tmp, ignore_errors=True)  # never leave a half-written set
@@ -565,6 +587,7 @@ def run_clean(
         "instruments": stats,
         "cutouts_kept": sum(s["cutouts_kept"] for s in stats.values()),
         "cutouts_rejected": sum(sum(s["cutouts_rejected"].values()) for s in stats.values()),
+        "cosmic_ray_footprints": len(hits),
         "class_fraction": summary["class_fraction"],
         "seconds": round(time.perf_counter() - start, 2),
     }

@@ -148,7 +148,8 @@ class SynthesisConfig:
 def _check_kwargs(func: Callable, kwargs: dict, where: str, *,
                   allowed_extra: Sequence[str] = ()) -> None:
     params = inspect.signature(func).parameters
-    allowed = {k for k, p in params.items() if p.kind is p.KEYWORD_ONLY} - {"record", "rng"}
+    allowed = {k for k, p in params.items()
+               if p.kind is p.KEYWORD_ONLY} - {"record", "rng", "footprints"}
     allowed |= set(allowed_extra)
     unknown = sorted(set(kwargs) - allowed)
     if unknown:

@@ -49,6 +49,7 @@ def synthesize_sample(
     rng: np.random.Generator,
     config: SynthesisConfig,
     classes: Sequence[str] | None = None,
+    footprints: Sequence[np.ndarray] = (),
 ) -> Sample:
     """Inject a random subset of contaminants into one clean cutout.
 
@@ -63,6 +64,8 @@ def synthesize_sample(
         Probabilities and parameter ranges.
     classes : sequence of str, optional
         Inject exactly these classes instead of drawing them.
+    footprints : sequence of numpy.ndarray
+        Real cosmic-ray hits [e-] the CR injector may draw from (its ``real_share``).
 
     Returns
     -------
@@ -107,7 +110,8 @@ def synthesize_sample(
             image = _apply(sat, image, labels, ignore)
             saturated = True
         if abbr in chosen:
-            inj = inject(image, record=record, rng=stream, **config.kwargs(abbr))
+            extra = {"footprints": footprints} if abbr == "CR" else {}
+            inj = inject(image, record=record, rng=stream, **config.kwargs(abbr), **extra)
             image = _apply(inj, image, labels, ignore)
             infos[abbr] = inj.info or {}
     labels &= np.uint16(~(_BG | _BBG) & 0xFFFF)

@@ -52,6 +52,7 @@ def synthesize(
     report: str | Path | None = None,
     preview: str | Path | None = None,
     progress: bool = True,
+    footprints: Sequence[np.ndarray] = (),
 ) -> dict:
     """Write the train/val/test shard sets from a clean set.
 
@@ -69,6 +70,8 @@ def synthesize(
         Where to write the preview PNG (one example per class, from the train split).
     progress : bool
         Show a tqdm progress bar.
+    footprints : sequence of numpy.ndarray
+        Real cosmic-ray hits [e-] (the clean stage's library) for the CR injector.
 
     Returns
     -------
@@ -89,7 +92,8 @@ def synthesize(
     records = [clean[i].record for i in range(len(clean))]
     split_rng = np.random.default_rng(np.random.SeedSequence([int(config.seed), 999]))
     assignment = split_by_field(records, fractions=config.split_fractions, rng=split_rng)
-    result: dict = {"seed": int(config.seed), "splits": {}}
+    result: dict = {"seed": int(config.seed), "cosmic_ray_footprints": len(footprints),
+                    "splits": {}}
     examples: dict[str, tuple[tuple, Sample]] = {}
     variants = {s: variants_per_cutout(records, assignment[s], base=int(config.variants[s]),
                                        real_fraction=float(config.real_fraction))
@@ -106,7 +110,8 @@ def synthesize(
                 base = clean[index]
                 for variant in range(variants[split][index]):
                     rng = _image_rng(config.seed, s_index, index, variant)
-                    sample = synthesize_sample(base, rng=rng, config=config)
+                    sample = synthesize_sample(base, rng=rng, config=config,
+                                               footprints=footprints)
                     sample.record.update(split=split, clean_index=int(index), variant=variant)
                     writer.add(sample)
                     present = class_pixel_counts(sample.labels, sample.ignore) > 0

@@ -28,6 +28,11 @@ wells displaced by a Gaussian of rms ``diffusion_px * sqrt(z / d)`` (field-free
 diffusion in back-illuminated CCDs, Holland et al. 2003, IEEE TED 50, 225: a few um,
 0.2-0.5 px of 15 um). Each packet lands in the pixel that contains it.
 
+*Real hits*: with ``real_share`` > 0 and a library of ``footprints`` (the real training
+frames' own cosmic rays, :mod:`mmx.cleaning.cosmic_ray_footprints`), that share of the
+events is a real footprint instead, drawn at random, turned by a multiple of 90 degrees,
+maybe mirrored, and added with its charge converted by the cutout's gain.
+
 Rates: events per cm^2 per s (``rate``) times the cutout area (``pixel_size_um``) and
 the record's ``exptime``; ~0.02-0.05 cm^-2 s^-1 on the ground (sea-level muon flux
 ~1 cm^-2 min^-1, PDG; more at altitude and from radioactivity, Groom 2004) up to
@@ -36,6 +41,8 @@ the record's ``exptime``; ~0.02-0.05 cm^-2 s^-1 on the ground (sea-level muon fl
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -94,6 +101,19 @@ def _worm(rng, energy_kev, pix_um, shape):
     return xs, ys, charge, depth
 
 
+def _add_footprint(delta: np.ndarray, footprint: np.ndarray, rng: np.random.Generator) -> None:
+    """Add ``footprint`` to ``delta`` in place: turned, maybe mirrored, centred anywhere."""
+    fp = np.rot90(footprint, int(rng.integers(4)))
+    if rng.uniform() < 0.5:
+        fp = fp[:, ::-1]
+    fy, fx = fp.shape
+    y0 = int(rng.integers(delta.shape[0])) - fy // 2
+    x0 = int(rng.integers(delta.shape[1])) - fx // 2
+    ys = slice(max(y0, 0), min(y0 + fy, delta.shape[0]))
+    xs = slice(max(x0, 0), min(x0 + fx, delta.shape[1]))
+    delta[ys, xs] += fp[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
+
+
 def inject_cosmic_rays(
     image: np.ndarray,
     *,
@@ -114,8 +134,10 @@ def inject_cosmic_rays(
     min_events: int = 1,
     max_events: int = 3000,
     wing_cut: float = 0.5,
+    real_share: float = 0.0,
+    footprints: Sequence[np.ndarray] = (),
 ) -> Injection:
-    """Add cosmic-ray hits (muon tracks, worms, spots) with charge diffusion.
+    """Add cosmic-ray hits (muon tracks, worms, spots, real footprints) with charge diffusion.
 
     Parameters
     ----------
@@ -152,6 +174,11 @@ def inject_cosmic_rays(
         Bounds on the number of events in the cutout.
     wing_cut : float
         Pixels receiving less than this many sky-noise sigma get nothing (and no label).
+    real_share : float
+        Share of the events that are real footprints, when ``footprints`` is not empty.
+    footprints : sequence of numpy.ndarray
+        Real hits, one charge array [e-] each (not a params.yaml setting: synthesis passes
+        the clean stage's library).
 
     Returns
     -------
@@ -168,13 +195,16 @@ def inject_cosmic_rays(
     p_spot = _probability(spot_fraction, "CR spot_fraction")
     weights = np.array([max(1.0 - p_worm - p_spot, 0.0), p_worm, p_spot])
     kinds = rng.choice(3, size=n, p=weights / weights.sum())
+    real = np.zeros(n, dtype=bool)
+    if _probability(real_share, "CR real_share") > 0 and len(footprints):
+        real = rng.uniform(size=n) < real_share
     d_um = _uniform(rng, thickness_um, "CR thickness_um", low=0.0)
     mip = _uniform(rng, mip_e_per_um, "CR mip_e_per_um", low=0.0)
     lwidth = _uniform(rng, landau_width, "CR landau_width", low=0.0)
     _range(worm_energy_kev, "CR worm_energy_kev", low=1e-3)
     _range(spot_charge_e, "CR spot_charge_e", low=1e-3)
     parts_x, parts_y, parts_q, parts_s = [], [], [], []
-    for kind in kinds:
+    for kind in kinds[~real]:
         sigma = _uniform(rng, diffusion_px, "CR diffusion_px", low=0.0)
         if kind == 0:
             xs, ys, q, depth = _muon(rng, d_um, pix_um, angular_index, mip, lwidth, shape)
@@ -200,7 +230,10 @@ def inject_cosmic_rays(
         inside = (x >= 0) & (x < shape[1]) & (y >= 0) & (y < shape[0])
         delta = np.bincount(y[inside] * shape[1] + x[inside], weights=q[inside],
                             minlength=shape[0] * shape[1]).reshape(shape)
+    for _ in range(int(real.sum())):
+        _add_footprint(delta, footprints[int(rng.integers(len(footprints)))] / gain, rng)
     keep = delta >= wing_cut * _noise(record)
-    info = {"events": n, "tracks": int(np.sum(kinds == 0)), "worms": int(np.sum(kinds == 1)),
-            "spots": int(np.sum(kinds == 2))}
+    info = {"events": n, "tracks": int(np.sum(kinds[~real] == 0)),
+            "worms": int(np.sum(kinds[~real] == 1)),
+            "spots": int(np.sum(kinds[~real] == 2)), "real": int(real.sum())}
     return _finish("CR", image, delta, keep, info=info)
