@@ -221,6 +221,8 @@ def clean_ccd(
     defects = detect_defects(image, trimmed, saturate=saturate_raw, bias=bias, gain=gain,
                              read_noise=read_noise, config=cfg)
     real = merged.get("ORIGIN") != _SIMULATED
+    # a real frame's own hits [e-] for the synthesis library; a hit must peak at least
+    # cr_sigclip sigmas up (the mask's dilated rim around other defects holds only noise)
     cosmic_rays = cut_footprints(
         cosmic_ray_charge(image, defects.cause == CAUSES.index("cosmic_ray") + 1, gain=gain,
                           noise=defects.noise, nsigma=cfg.cr_footprint_nsigma, grow=0),
