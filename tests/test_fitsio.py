@@ -171,6 +171,19 @@ def test_declared_data_beyond_the_file_is_refused_before_reading(tmp_path, rng):
         read_images(path)
 
 
+def test_declared_size_of_scaled_integers_holds_after_their_data_are_read(tmp_path):
+    from mmx.io.fitsio import check_declared_size
+
+    path = tmp_path / "scaled.fits"  # BITPIX 16 with BSCALE, as ESO-MIDAS wrote them
+    hdu = fits.PrimaryHDU(np.arange(64 * 64, dtype=np.int16).reshape(64, 64))
+    hdu.header["BSCALE"], hdu.header["BZERO"] = 2.5, 3700.0
+    hdu.writeto(path)
+    with fits.open(path) as hdul:
+        assert hdul[0].data.dtype == np.float32  # astropy now says BITPIX -32
+        check_declared_size(hdul[0], path, "scaled.fits[0]")
+    assert read_images(path)[0].data[0, 1] == pytest.approx(3702.5)
+
+
 def test_clean_header_drops_what_astropy_cannot_write():
     from mmx.io.fitsio import clean_header
 

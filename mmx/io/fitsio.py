@@ -474,7 +474,10 @@ def check_declared_size(hdu, path: Path, where: str) -> None:
     try:
         header = hdu.header
         naxis = int(header["NAXIS"])
-        span = abs(int(header["BITPIX"])) // 8 * int(np.prod(
+        # once scaled data (BSCALE/BZERO) are read, astropy's header says BITPIX -32; the
+        # file holds the integers the original BITPIX declares
+        bitpix = getattr(hdu, "_orig_bitpix", None) or header["BITPIX"]
+        span = abs(int(bitpix)) // 8 * int(np.prod(
             [int(header[f"NAXIS{i}"]) for i in range(1, naxis + 1)], dtype=np.float64))
         start = int(hdu.fileinfo()["datLoc"])  # the block padding after the data may be cut
         size = path.stat().st_size
