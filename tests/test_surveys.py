@@ -64,7 +64,7 @@ def tiny_files(tmp_path_factory):
 
 def test_registry_holds_the_cameras_with_their_mosaics():
     assert {name: inst.n_ccds for name, inst in INSTRUMENTS.items()} == {
-        "DECam": 62, "MegaCam": 40, "HSC": 104, "SpaceCam": 4}
+        "DECam": 62, "MegaCam": 40, "HSC": 104, "SpaceCam": 4, "SmallScope": 2}
     assert get_instrument("hsc") is INSTRUMENTS["HSC"]
     for inst in INSTRUMENTS.values():
         assert inst.bias < inst.saturate <= inst.adc_max
@@ -75,6 +75,9 @@ def test_registry_holds_the_cameras_with_their_mosaics():
     # the space imager undersamples its PSF: FWHM about one pixel, 12-bit ADC
     space = INSTRUMENTS["SpaceCam"]
     assert 0.8 < space.seeing_median / space.pixel_scale < 1.5 and space.adc_max == 4095
+    # the observatory imager fills the gap between them: FWHM 2-3.5 px at r, airmass 1-1.6
+    small = INSTRUMENTS["SmallScope"]
+    assert 1.8 < small.seeing_median / small.pixel_scale < 2.5
 
 
 # ---------------------------------------------------------------- configuration
@@ -290,6 +293,11 @@ def test_cli_simulate_profiles_and_errors(tmp_path):
     assert again.exit_code == 1
     assert "output exists" in again.output and "--overwrite" in again.output
     assert runner.invoke(app, [*args, "--overwrite"]).exit_code == 0
+    # a profile the survey section leaves out takes its built-in exposure lists
+    small = runner.invoke(app, [*args[:-1], "SmallScope"])
+    assert small.exit_code == 0, small.output
+    with fits.open(out / "SmallScope" / "SmallScope_0000.fits.fz") as hdul:
+        assert hdul[0].header["FILTER"] == "Cousins R" and hdul[0].header["EXPTIME"] == 300
 
     bad = runner.invoke(app, ["surveys", "simulate", "--out", str(out), "--params", str(params),
                               "--instruments", "DECam,Foo"])
@@ -302,7 +310,7 @@ def test_cli_simulate_profiles_and_errors(tmp_path):
 
     profiles = runner.invoke(app, ["surveys", "profiles"])
     assert profiles.exit_code == 0
-    for name in ("DECam", "MegaCam", "HSC"):
+    for name in ("DECam", "MegaCam", "HSC", "SpaceCam", "SmallScope"):
         assert name in profiles.output
 
 

@@ -11,7 +11,8 @@ from mmx.cli.errors import reports_errors
 
 __all__ = ["register"]
 
-surveys_app = typer.Typer(help="Simulated raw survey exposures (DECam, MegaCam, HSC).",
+surveys_app = typer.Typer(help="Simulated raw survey exposures (DECam, MegaCam, HSC, SpaceCam, "
+                               "SmallScope).",
                           no_args_is_help=True)
 
 _DEFAULT_PARAMS = Path("params.yaml")
@@ -43,7 +44,12 @@ def simulate_command(
 
     from mmx.errors import InputError
     from mmx.surveys.instruments import get_instrument
-    from mmx.surveys.simulate import DEFAULT_SURVEY, read_survey_params, simulate_survey
+    from mmx.surveys.simulate import (
+        DEFAULT_SURVEY,
+        PROFILE_EXPOSURES,
+        read_survey_params,
+        simulate_survey,
+    )
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if params is None:
@@ -63,7 +69,7 @@ def simulate_command(
             inst = get_instrument(name)
             match = [k for k in available if str(k).lower() == inst.name.lower()]
             chosen[inst.name] = (available[match[0]] if match
-                                 else DEFAULT_SURVEY["exposures"][inst.name])
+                                 else PROFILE_EXPOSURES[inst.name])
         config["exposures"] = chosen
     files = simulate_survey(config, out, seed=seed, overwrite=overwrite)
     for path in files:

@@ -369,8 +369,54 @@ _SPACE = Instrument(
     psf_obscuration=0.33,
 )
 
+# A 1-m-class observatory imager, the camera most astronomers outside the big surveys
+# use, in the manner of the university and amateur-professional CCD cameras (Kodak/e2v
+# 2k x 2k sensors on 0.6-1.3 m telescopes; cf. the NTT EMMI, CTIO and SBIG frames of the
+# real set): 0.5"/px under ~1" seeing puts the PSF FWHM at 2-3.5 px, between the survey
+# cameras (4-6 px) and the space imager (~1 px), where a compact cosmic ray and a star
+# core are hardest to tell apart on the ground. Thin (~20 um) CCDs, 13.5 um pixels;
+# gain 1.4 e-/ADU, read noise 9 e-, a 16-bit ADC that clips before the ~100 ke- full well.
+# Johnson-Cousins filters; zero points for 1 e-/s scaled from a 4 m by aperture and a
+# lower throughput (~3.3 mag); a moderately dark site (V sky 21.4). Two CCDs side by
+# side; equatorial mount, 4-vane spider along the CCD axes.
+_SMALL = Instrument(
+    name="SmallScope",
+    telescope="1.0-m observatory telescope",
+    mirror_diameter=1.0,
+    pixel_scale=0.5,
+    pixel_size=13.5,
+    thickness=20.0,
+    ccd_shape=(2048, 2048),
+    n_ccds=2,
+    prescan=20,
+    overscan=50,
+    overscan_rows=0,
+    gain=1.4,
+    read_noise=9.0,
+    bias=1100.0,
+    full_well=100_000.0,
+    adc_max=65535,
+    bands=_bands(
+        Band("B", "Bessell B", 23.0, 22.3, 0.25, 440.0),
+        Band("V", "Bessell V", 23.4, 21.4, 0.15, 550.0),
+        Band("R", "Cousins R", 23.5, 20.8, 0.10, 650.0),
+        Band("I", "Cousins I", 22.9, 19.9, 0.07, 800.0),
+    ),
+    seeing_median=1.0,
+    seeing_sigma=0.1,
+    psf_beta=2.5,
+    flat_pixel_rms=0.01,
+    flat_large_scale=0.08,
+    cosmic_ray_rate=0.03,
+    n_spider_vanes=4,
+    spider_angle=0.0,
+    rotates_pupil=False,
+    ccd_gap=(60, 60),
+    site_altitude=2000.0,
+)
+
 INSTRUMENTS: Mapping[str, Instrument] = MappingProxyType(
-    {i.name: i for i in (_DECAM, _MEGACAM, _HSC, _SPACE)}
+    {i.name: i for i in (_DECAM, _MEGACAM, _HSC, _SPACE, _SMALL)}
 )
 
 
@@ -392,7 +438,7 @@ def get_instrument(name: str) -> Instrument:
 
 def profile_table() -> list[str]:
     """Lines of a plain-text table of every profile (for ``mmx surveys profiles``)."""
-    head = (f"{'name':<8} {'telescope':<21} {'scale':>5} {'CCD ny x nx':>11} {'nCCD':>4} "
+    head = (f"{'name':<10} {'telescope':<27} {'scale':>5} {'CCD ny x nx':>11} {'nCCD':>4} "
             f"{'gain':>4} {'RN':>4} {'bias':>5} {'fullwell':>8} {'SATUR':>5} {'seeing':>6} "
             f"{'spikes':>6}  bands")
     lines = [head]
@@ -402,7 +448,7 @@ def profile_table() -> list[str]:
             f"{b.name}(ZP {b.zero_point:.2f}, sky {b.sky:.1f})" for b in inst.bands.values()
         )
         lines.append(
-            f"{inst.name:<8} {inst.telescope:<21} {inst.pixel_scale:>5.3f} "
+            f"{inst.name:<10} {inst.telescope:<27} {inst.pixel_scale:>5.3f} "
             f"{f'{ny}x{nx}':>11} {inst.n_ccds:>4} {inst.gain:>4.1f} {inst.read_noise:>4.1f} "
             f"{inst.bias:>5.0f} {inst.full_well:>8.0f} {inst.saturate:>5d} "
             f"{inst.seeing_median:>5.2f}\" {inst.n_spider_vanes:>2}@{inst.spider_angle:>3.0f}"

@@ -44,6 +44,7 @@ from mmx.surveys.scene import (
 
 __all__ = [
     "DEFAULT_SURVEY",
+    "PROFILE_EXPOSURES",
     "ExposurePlan",
     "SurveyConfig",
     "SimulatedCCD",
@@ -56,6 +57,22 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: Exposure lists of every instrument profile (filters, exposure times [s], stars per deg^2
+#: brighter than 22 mag, cycled over exposures): the default survey's, and those
+#: ``mmx surveys simulate --instruments`` uses for a camera the survey section leaves out.
+PROFILE_EXPOSURES: dict = {
+    "DECam": {"bands": ["r", "z", "g", "i"], "exptimes": [90, 60, 120, 90],
+              "star_density": [30000, 3000, 300000, 10000]},
+    "MegaCam": {"bands": ["g", "i", "r", "z"], "exptimes": [300, 200, 150, 400],
+                "star_density": [3000, 30000, 1000]},
+    "HSC": {"bands": ["i", "r", "z", "g"], "exptimes": [200, 150, 120, 150],
+            "star_density": [10000, 100000, 3000]},
+    "SpaceCam": {"bands": ["F814W", "F606W"], "exptimes": [500, 1200],
+                 "star_density": [300000, 3000, 3000000]},
+    "SmallScope": {"bands": ["R", "V", "I", "B"], "exptimes": [300, 180, 600, 300],
+                   "star_density": [30000, 3000, 300000]},
+}
 
 #: Built-in survey, identical in meaning to the ``survey:`` section of params.yaml.
 DEFAULT_SURVEY: dict = {
@@ -76,20 +93,13 @@ DEFAULT_SURVEY: dict = {
     "airmass": [1.0, 1.6],
     "cosmic_rays": True,
     "defects": {"hot_pixels": 30, "hot_columns": 1, "dead_pixels": 20, "dead_columns": 1},
-    "exposures": {
-        "DECam": {"bands": ["r", "z", "g", "i"], "exptimes": [90, 60, 120, 90],
-                  "star_density": [30000, 3000, 300000, 10000]},
-        "MegaCam": {"bands": ["g", "i", "r", "z"], "exptimes": [300, 200, 150, 400],
-                    "star_density": [3000, 30000, 1000]},
-        "HSC": {"bands": ["i", "r", "z", "g"], "exptimes": [200, 150, 120, 150],
-                "star_density": [10000, 100000, 3000]},
-        "SpaceCam": {"bands": ["F814W", "F606W"], "exptimes": [500, 1200],
-                     "star_density": [300000, 3000, 3000000]},
-    },
+    "exposures": {name: PROFILE_EXPOSURES[name] for name in ("DECam", "MegaCam", "HSC",
+                                                             "SpaceCam")},
 }
 
 # Typical (band - i) colour of faint field galaxies [mag], for their counts per band.
-_GALAXY_COLOUR = {"u": 1.6, "g": 1.0, "r": 0.45, "i": 0.0, "z": -0.25, "Y": -0.4, "y": -0.4}
+_GALAXY_COLOUR = {"u": 1.6, "g": 1.0, "r": 0.45, "i": 0.0, "z": -0.25, "Y": -0.4, "y": -0.4,
+                  "B": 1.3, "V": 0.7, "R": 0.35, "I": 0.0}
 _TOP_KEYS = frozenset(DEFAULT_SURVEY)
 _EXPOSURE_KEYS = frozenset({"bands", "exptimes", "star_density"})
 
@@ -243,7 +253,7 @@ def _cycled_list(cfg: Mapping, key: str, where: str) -> tuple:
 
 def _exposures(raw) -> dict[str, dict[str, tuple]]:
     if not isinstance(raw, Mapping) or not raw:
-        raise ConfigError("survey.exposures must map instrument names (DECam, MegaCam, HSC) "
+        raise ConfigError("survey.exposures must map instrument names (DECam, MegaCam, HSC, ...) "
                           f"to their bands/exptimes/star_density lists, got {raw!r}")
     out: dict[str, dict[str, tuple]] = {}
     for name, spec in raw.items():
