@@ -41,6 +41,7 @@ Run ``.venv/bin/python benchmarks/accuracy.py --help``; see ``benchmarks/README.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
@@ -79,6 +80,7 @@ __all__ = [
     "disagreement_windows",
     "saturation_plateau",
     "make_tools",
+    "input_digests",
     "run_tool",
     "add_tool_arguments",
     "setup_tools",
@@ -420,13 +422,27 @@ def make_tools(*, model: str, peers: dict[str, Peer], maximask_batch: int = 8) -
     return tools
 
 
+def input_digests(frames: Sequence[Path]) -> dict[str, str]:
+    """SHA-256 of each frame's bytes, by file name (what a tool's outputs were made from)."""
+    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in frames}
+
+
 def run_tool(tool: Tool, frames: list[Path], work: Path, *, reuse: bool) -> Usage | None:
-    """Run ``tool`` over ``frames`` (one process), or reuse earlier outputs with ``reuse``."""
+    """Run ``tool`` over ``frames`` (one process), or reuse earlier outputs with ``reuse``.
+
+    Outputs are reused only when they were made from these very frames (same SHA-256):
+    frames injected anew, after a change of the synthesis settings, are run again.
+    """
     out = work / tool.key
     usage_file = work / f"{tool.key}.usage.json"
+    inputs_file = work / f"{tool.key}.inputs.json"
+    digests = input_digests(frames)
     if reuse and usage_file.is_file() and all(tool.output(f, out).is_file() for f in frames):
-        log.info("%s: reusing outputs in %s", tool.label, out)
-        return Usage(**json.loads(usage_file.read_text()))
+        made_from = json.loads(inputs_file.read_text()) if inputs_file.is_file() else {}
+        if all(made_from.get(name) == d for name, d in digests.items()):
+            log.info("%s: reusing outputs in %s", tool.label, out)
+            return Usage(**json.loads(usage_file.read_text()))
+        log.info("%s: earlier outputs were made from other frames: running again", tool.label)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     inputs = frames
@@ -440,6 +456,7 @@ def run_tool(tool: Tool, frames: list[Path], work: Path, *, reuse: bool) -> Usag
     if missing:
         raise RuntimeError(f"{tool.label} wrote no output {', '.join(missing)}")
     usage_file.write_text(json.dumps(usage.__dict__))
+    inputs_file.write_text(json.dumps(digests, indent=1))
     log.info("%s: %.1f s wall, %.1f CPU-s, %.0f MB", tool.label, usage.wall, usage.cpu,
              usage.maxrss_mb)
     return usage

@@ -126,3 +126,29 @@ def test_frame_names_are_plain_file_names(rng):
         s.record["exposure"] = "/work/data/real/x.fits[0]"
     (f,) = assemble_frames(samples, rng=rng)
     assert f.name == "CAM-_work_data_real_x_fits_0_-c1"
+
+
+def test_run_tool_reuses_outputs_only_for_the_same_frames(tmp_path):
+    """A real subprocess "tool" that copies each frame; reuse must notice changed frames."""
+    import sys
+    from pathlib import Path
+
+    from benchmarks.accuracy import Tool, run_tool
+
+    copy = ("import shutil, sys, pathlib; out = pathlib.Path(sys.argv[1]); "
+            "[shutil.copy(f, out / (pathlib.Path(f).stem + '.out')) for f in sys.argv[2:]]")
+    tool = Tool("copy", "copy", ("CR",), {"CR": 0.5}, True,
+                lambda d, fr, o: [sys.executable, "-c", copy, str(o), *map(str, fr)],
+                lambda f, o: o / f"{Path(f).stem}.out")
+    frames = [tmp_path / "a.fits", tmp_path / "b.fits"]
+    for f in frames:
+        f.write_bytes(b"first")
+    work = tmp_path / "work"
+    run_tool(tool, frames, work, reuse=True)
+    assert (work / "copy" / "a.out").read_bytes() == b"first"
+    frames[1].write_bytes(b"second")  # injected anew: the earlier outputs are stale
+    run_tool(tool, frames, work, reuse=True)
+    assert (work / "copy" / "b.out").read_bytes() == b"second"
+    (work / "copy" / "a.out").write_bytes(b"kept")  # unchanged frames: outputs reused as they are
+    run_tool(tool, frames, work, reuse=True)
+    assert (work / "copy" / "a.out").read_bytes() == b"kept"
