@@ -93,8 +93,8 @@ DEFAULT_SURVEY: dict = {
     "airmass": [1.0, 1.6],
     "cosmic_rays": True,
     "defects": {"hot_pixels": 30, "hot_columns": 1, "dead_pixels": 20, "dead_columns": 1},
-    "exposures": {name: PROFILE_EXPOSURES[name] for name in ("DECam", "MegaCam", "HSC",
-                                                             "SpaceCam")},
+    "exposures": {name: copy.deepcopy(PROFILE_EXPOSURES[name])
+                  for name in ("DECam", "MegaCam", "HSC", "SpaceCam")},
 }
 
 # Typical (band - i) colour of faint field galaxies [mag], for their counts per band.
