@@ -78,6 +78,11 @@ def test_registry_holds_the_cameras_with_their_mosaics():
     # the observatory imager fills the gap between them: FWHM 2-3.5 px at r, airmass 1-1.6
     small = INSTRUMENTS["SmallScope"]
     assert 1.8 < small.seeing_median / small.pixel_scale < 2.5
+    # every profile can be simulated on its own: `simulate --instruments` needs its lists
+    from mmx.surveys.simulate import PROFILE_EXPOSURES
+
+    assert set(PROFILE_EXPOSURES) == set(INSTRUMENTS)
+    survey_config({**DEFAULT_SURVEY, "exposures": PROFILE_EXPOSURES})
 
 
 # ---------------------------------------------------------------- configuration
