@@ -97,18 +97,33 @@ def test_fold_batchnorm_is_the_same_function(package, rng):
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded)
 
 
-def test_predictor_equals_whole_image_reference(package, rng):
+@pytest.mark.parametrize("padding", ["reflect", "zero"])
+def test_predictor_equals_whole_image_reference(package, rng, padding):
     image = (50 + rng.normal(0, 3, (83, 101))).astype(np.float32)
-    pred = Predictor(package, apply_priors=False, precision="float32", batch_size=3)
+    pred = Predictor(package, apply_priors=False, precision="float32", batch_size=3,
+                     padding=padding)
     plan = pred.plan(image.shape)
     assert len(plan) > 4
     out = pred.predict(image, mode="prob").array
-    padded = pad_image(normalize_image(image), plan)
+    padded = pad_image(normalize_image(image), plan, mode=padding)
     with torch.inference_mode():
         ref = torch.sigmoid(package.net(torch.from_numpy(padded)[None, None]))[0].numpy()
     (t, _), (lft, _) = plan.pad
     assert_allclose(out[:-1], ref[:, t:t + 83, lft:lft + 101], atol=2e-5)
     assert np.all(out[-1] == 0)  # no NODATA pixel
+    assert pred.provenance()["padding"] == padding
+
+
+def test_padding_changes_only_the_border(package, rng):
+    image = (50 + rng.normal(0, 3, (83, 101))).astype(np.float32)
+    out = {p: Predictor(package, apply_priors=False, precision="float32", padding=p)
+           .predict(image, mode="prob").array for p in ("reflect", "zero")}
+    m = package.meta.margin + package.net.stride
+    differs = np.abs(out["reflect"] - out["zero"]).max(axis=0) > 1e-5
+    assert differs[:, :2].any() and differs[:2].any()  # the edge sees other context
+    assert not differs[m:-m, m:-m].any()  # the interior does not
+    with pytest.raises(ConfigError, match="padding must be one of reflect, zero, got 'wrap'"):
+        Predictor(package, padding="wrap")
 
 
 def test_prior_correction_and_class_selection(package, rng):

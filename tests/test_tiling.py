@@ -9,7 +9,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 from mmx.errors import ConfigError
-from mmx.serving.tiling import iter_batches, pad_image, plan_tiles
+from mmx.serving.tiling import iter_batches, pad_border, pad_image, plan_tiles
 
 SIZES = [1, 2, 7, 31, 32, 33, 63, 64, 65, 100, 191, 192, 193, 255, 256, 257, 400, 513, 1000]
 
@@ -67,18 +67,30 @@ def test_batches_cover_each_tile_once():
 def test_padding_modes(rng):
     image = rng.normal(size=(5, 7)).astype(np.float32)
     plan = plan_tiles(image.shape, tile=16, margin=3, align=1)
-    zero = pad_image(image, plan)
+    zero = pad_image(image, plan, mode="zero")
     (t, b), (lft, r) = plan.pad
     assert_allclose(zero[t:t + 5, lft:lft + 7], image)
     assert zero.sum() == pytest.approx(image.sum(), rel=1e-5)
-    refl = pad_image(image, plan, mode="reflect")
+    refl = pad_image(image, plan)  # the default: mirrored
     assert refl.shape == zero.shape
+    assert_allclose(refl[t:t + 5, lft:lft + 7], image)
     assert_allclose(refl[t - 1, lft:lft + 7], image[1])
-    line = pad_image(np.ones((1, 7), np.float32), plan_tiles((1, 7), tile=16, margin=3),
-                     mode="reflect")
+    assert_allclose(refl[t:t + 5, lft - 2], image[:, 2])
+    line = pad_image(np.ones((1, 7), np.float32), plan_tiles((1, 7), tile=16, margin=3))
     assert np.all(line == 1)
     with pytest.raises(ConfigError, match="padding mode"):
         pad_image(image, plan, mode="wrap")
+
+
+def test_pad_border_pads_a_stack_wider_than_the_images(rng):
+    images = rng.normal(size=(3, 4, 6)).astype(np.float32)
+    out = pad_border(images, ((9, 9), (9, 9)))  # wider than the images: mirrored repeatedly
+    assert out.shape == (3, 22, 24) and out.dtype == np.float32 and out.flags.c_contiguous
+    for k in range(3):
+        assert_allclose(out[k], pad_border(images[k], ((9, 9), (9, 9))))
+        assert_allclose(out[k, 9:13, 9:15], images[k])
+        assert_allclose(out[k, 8, 9:15], images[k, 1])
+    assert_allclose(pad_border(images, ((2, 2), (2, 2)), mode="zero")[:, :2], 0.0)
 
 
 def _tiled(net, padded, plan, torch):
@@ -128,6 +140,8 @@ def test_tiled_equals_whole_image_inference(unet, rng, shape):
     # consistent padding: identical everywhere, edges included
     crop = whole_padded[:, t:t + shape[0], lft:lft + shape[1]]
     assert_allclose(tiled, crop, rtol=1e-4, atol=1e-5)
-    # against the network run on the bare image: identical away from the image edge
-    inner = (slice(None), slice(margin, shape[0] - margin), slice(margin, shape[1] - margin))
+    # against the network run on the bare image (which pads itself to a multiple of the
+    # stride): identical where no stride block within the margin crosses the image edge
+    m = margin + unet.stride
+    inner = (slice(None), slice(m, shape[0] - m), slice(m, shape[1] - m))
     assert_allclose(tiled[inner], whole[inner], rtol=1e-4, atol=1e-5)

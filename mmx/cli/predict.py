@@ -135,6 +135,10 @@ def predict_command(
         "--precision", metavar="auto|float32|bfloat16",
         help="Convolution arithmetic: auto (bfloat16 where the CPU has it), "
              "float32 or bfloat16.")] = "auto",
+    padding: Annotated[str, typer.Option(
+        "--padding", metavar="reflect|zero",
+        help="Context beyond the image border: the image mirrored (reflect) or plain "
+             "sky (zero).")] = "reflect",
     skip_existing: Annotated[bool, typer.Option(
         "--skip-existing", help="Keep masks already made by the same model and options "
                                 "(their MMXFPRNT key) and skip their inputs: resumes a "
@@ -199,7 +203,7 @@ def predict_command(
         local_threads = 1  # the client's predictor only resolves settings; workers compute
     predictor = Predictor(package, classes=chosen, priors=priors, apply_priors=not no_prior,
                           batch_size=batch_size, threads=local_threads, precision=precision,
-                          device=device)
+                          device=device, padding=padding)
 
     def report(item: str, message: str) -> None:
         typer.echo(f"mmx: error: {message}", err=True)

@@ -79,6 +79,8 @@ class Masker:
         CPU threads for torch (process-wide).
     batch_size : int
         Tiles per network pass.
+    padding : {"reflect", "zero"}
+        Context beyond the image border: the image mirrored (default) or plain sky.
 
     Raises
     ------
@@ -103,6 +105,7 @@ class Masker:
         precision: str = "auto",
         threads: int | None = None,
         batch_size: int = 1,
+        padding: str = "reflect",
     ) -> None:
         from mmx.classes import parse_class_list, parse_class_values
         from mmx.serving.masks import OutputMode
@@ -130,7 +133,8 @@ class Masker:
             chosen = [a for a in chosen if a in set(package.meta.classes)]
         self.predictor = Predictor(package, classes=chosen, priors=priors,
                                    apply_priors=apply_priors, batch_size=batch_size,
-                                   threads=threads, precision=precision, device=device)
+                                   threads=threads, precision=precision, device=device,
+                                   padding=padding)
 
     @property
     def classes(self) -> tuple[str, ...]:

@@ -55,6 +55,7 @@ class PredictorSettings:
     runtime: str  # resolved on the client too: "torch" or "onnxruntime"
     channels_last: bool
     threads: int | None  # None: CPUs / Dask threads on the worker's host
+    padding: str = "reflect"
 
     @classmethod
     def of(cls, predictor, *, threads: int | None = None) -> PredictorSettings:
@@ -63,7 +64,7 @@ class PredictorSettings:
         return cls(tuple(c.abbr for c in predictor.classes),
                    tuple(sorted(predictor.priors.items())), bool(predictor.apply_priors),
                    int(s.batch_size), int(s.tile), int(s.margin), str(s.precision),
-                   str(s.runtime), bool(s.channels_last), threads)
+                   str(s.runtime), bool(s.channels_last), threads, str(s.padding))
 
 
 def _available_cpus() -> int:
@@ -93,7 +94,8 @@ def _worker_predictor(payload, settings: PredictorSettings, key: str, host_threa
                               batch_size=settings.batch_size, threads=threads,
                               tile=settings.tile, margin=settings.margin,
                               precision=settings.precision, runtime=settings.runtime,
-                              channels_last=settings.channels_last)
+                              channels_last=settings.channels_last,
+                              padding=settings.padding)
         _CACHE.clear()  # a new model or options: the old predictor is not needed any more
         _CACHE[(key, settings)] = predictor
         return predictor

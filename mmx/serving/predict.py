@@ -313,6 +313,7 @@ def provenance_cards(provenance: Mapping, *, mode: OutputMode | str) -> list[tup
         ("MMXTILE", int(p.get("tile", 0)), "largest tile side [px]"),
         ("MMXMARG", int(p.get("margin", 0)), "tile margin [px]"),
         ("MMXPREC", p.get("precision", ""), "convolution arithmetic"),
+        ("MMXPAD", p.get("padding", ""), "context beyond the image border"),
     ]
     training = p.get("training_priors", {})
     used = p.get("priors", {})
@@ -352,7 +353,7 @@ def options_fingerprint(
         "training_priors": {k: repr(float(v))
                             for k, v in sorted(prov.get("training_priors", {}).items())},
         "tile": prov.get("tile"), "margin": prov.get("margin"),
-        "precision": prov.get("precision"),
+        "precision": prov.get("precision"), "padding": prov.get("padding"),
         "aux": bool(aux),
         "saturate": "header SATURATE flags SAT",
     }
