@@ -97,7 +97,7 @@ def test_fold_batchnorm_is_the_same_function(package, rng):
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded)
 
 
-@pytest.mark.parametrize("padding", ["reflect", "zero"])
+@pytest.mark.parametrize("padding", ["none", "reflect", "zero"])
 def test_predictor_equals_whole_image_reference(package, rng, padding):
     image = (50 + rng.normal(0, 3, (83, 101))).astype(np.float32)
     pred = Predictor(package, apply_priors=False, precision="float32", batch_size=3,
@@ -105,7 +105,7 @@ def test_predictor_equals_whole_image_reference(package, rng, padding):
     plan = pred.plan(image.shape)
     assert len(plan) > 4
     out = pred.predict(image, mode="prob").array
-    padded = pad_image(normalize_image(image), plan, mode=padding)
+    padded = pad_image(normalize_image(image), plan)
     with torch.inference_mode():
         ref = torch.sigmoid(package.net(torch.from_numpy(padded)[None, None]))[0].numpy()
     (t, _), (lft, _) = plan.pad
@@ -117,12 +117,14 @@ def test_predictor_equals_whole_image_reference(package, rng, padding):
 def test_padding_changes_only_the_border(package, rng):
     image = (50 + rng.normal(0, 3, (83, 101))).astype(np.float32)
     out = {p: Predictor(package, apply_priors=False, precision="float32", padding=p)
-           .predict(image, mode="prob").array for p in ("reflect", "zero")}
+           .predict(image, mode="prob").array for p in ("none", "reflect", "zero")}
+    assert Predictor(package).settings.padding == "none"
     m = package.meta.margin + package.net.stride
-    differs = np.abs(out["reflect"] - out["zero"]).max(axis=0) > 1e-5
-    assert differs[:, :2].any() and differs[:2].any()  # the edge sees other context
-    assert not differs[m:-m, m:-m].any()  # the interior does not
-    with pytest.raises(ConfigError, match="padding must be one of reflect, zero, got 'wrap'"):
+    for other in ("reflect", "zero"):
+        differs = np.abs(out["none"] - out[other]).max(axis=0) > 1e-5
+        assert differs[:, :2].any() and differs[:2].any()  # the edge sees other context
+        assert not differs[m:-m, m:-m].any()  # the interior does not
+    with pytest.raises(ConfigError, match="padding must be one of none, reflect, zero, got 'wrap'"):
         Predictor(package, padding="wrap")
 
 

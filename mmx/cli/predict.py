@@ -136,9 +136,9 @@ def predict_command(
         help="Convolution arithmetic: auto (bfloat16 where the CPU has it), "
              "float32 or bfloat16.")] = "auto",
     padding: Annotated[str, typer.Option(
-        "--padding", metavar="reflect|zero",
-        help="Context beyond the image border: the image mirrored (reflect) or plain "
-             "sky (zero).")] = "reflect",
+        "--padding", metavar="none|reflect|zero",
+        help="The image border: nothing beyond it, as at the edge of the training crops "
+             "(none), the image mirrored (reflect) or noiseless sky (zero).")] = "none",
     skip_existing: Annotated[bool, typer.Option(
         "--skip-existing", help="Keep masks already made by the same model and options "
                                 "(their MMXFPRNT key) and skip their inputs: resumes a "

@@ -79,8 +79,9 @@ class Masker:
         CPU threads for torch (process-wide).
     batch_size : int
         Tiles per network pass.
-    padding : {"reflect", "zero"}
-        Context beyond the image border: the image mirrored (default) or plain sky.
+    padding : {"none", "reflect", "zero"}
+        The image border (:mod:`mmx.serving.tiling`): nothing beyond it, as at the edge of
+        the training crops (default), the image mirrored, or noiseless sky.
 
     Raises
     ------
@@ -105,7 +106,7 @@ class Masker:
         precision: str = "auto",
         threads: int | None = None,
         batch_size: int = 1,
-        padding: str = "reflect",
+        padding: str = "none",
     ) -> None:
         from mmx.classes import parse_class_list, parse_class_values
         from mmx.serving.masks import OutputMode

@@ -55,7 +55,7 @@ class PredictorSettings:
     runtime: str  # resolved on the client too: "torch" or "onnxruntime"
     channels_last: bool
     threads: int | None  # None: CPUs / Dask threads on the worker's host
-    padding: str = "reflect"
+    padding: str = "none"
 
     @classmethod
     def of(cls, predictor, *, threads: int | None = None) -> PredictorSettings:

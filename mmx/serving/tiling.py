@@ -2,32 +2,35 @@
 
 The plan
 --------
-The image is padded by ``margin`` pixels on every side (plus a few more at the bottom and
-right so the tiles fit exactly) and cut into tiles of ``tile_h x tile_w`` laid on a regular
-grid with stride ``core = tile - 2 * margin``: neighbouring tiles overlap by ``2 * margin``
-only. Each tile contributes its *core*, the central ``core x core`` block, so
+Tiles of ``tile_h x tile_w`` are laid on a regular grid with stride ``core = tile - 2 *
+margin``: neighbouring tiles overlap by ``2 * margin`` only. Each tile contributes its
+*core*, the block of the grid it covers, so
 
 * every image pixel is computed exactly once (no duplicate, no missing pixel);
 * every pixel is computed in a tile where it lies at least ``margin`` pixels from any tile
-  edge; at the image border the missing context is padding, never another tile's edge;
+  edge that is not the image's own border;
 * the network runs over ``(n * tile / H) x (m * tile / W)`` times the image's pixels
-  (about 1.2-1.4 for 512-pixel tiles and 32-pixel margins), against 4 for MaxiMask's
-  stride-200 scheme (its 400-pixel tiles keep only their central 200x200).
+  (about 1.2-1.4 for 512-pixel tiles and 32-pixel margins, less without padding), against
+  4 for MaxiMask's stride-200 scheme (its 400-pixel tiles keep only their central 200x200).
 
 The tile count per axis is the smallest that respects the maximum tile side; the core is
 then shrunk to share the image evenly and rounded up to a multiple of ``align`` (the
 network's total down-sampling factor), so that all tile origins sit on multiples of
-``align`` and a tiled result equals the network run on the whole padded image.
+``align`` and a tiled result equals the network run on the whole (padded) image.
 
-Padding
--------
-``"reflect"`` (the default of :class:`mmx.serving.inference.Predictor`) mirrors the image
-beyond its border, so a pixel near the edge sees sky, noise and sources like its own.
-``"zero"`` fills the border with zeros in *normalised* units, i.e. noiseless sky: next to it
-real noise looks significant, and on held-out real frames the release model's cosmic-ray
-TPR within 4 px of the border fell from 0.92 (mirror) to 0.62, with a strip of false
-positives along the edge (``benchmarks/README.md``). Calibration and evaluation pad the same
-way (:func:`mmx.training.scoring.score_shards`).
+The image border
+----------------
+``"none"`` (the default of :class:`mmx.serving.inference.Predictor`): nothing is added
+beyond the border (only zeros at the bottom and right up to a multiple of ``align``, as
+the network itself pads); tiles touching the border are slid inside the image, so the
+border is to the network what the edge of every training crop was, its own zero-padded
+convolutions. ``"reflect"`` pads ``margin`` pixels of the mirrored image, ``"zero"``
+``margin`` pixels of zeros in *normalised* units, i.e. noiseless sky, next to which real
+noise looks significant. On held-out real frames the release model's cosmic-ray TPR at FPR
+1e-3 within 4 px of the border was 0.94 with ``"none"``, 0.92 with ``"reflect"`` and 0.62
+with ``"zero"``, and ``"none"`` was best or level on every class (``README.md``).
+Calibration and evaluation score whole, bare images, the same as ``"none"``
+(:func:`mmx.training.scoring.score_shards`).
 
 An image smaller than a tile gets a single tile, just large enough (rounded to ``align``).
 """
@@ -46,7 +49,8 @@ from mmx.errors import ConfigError
 __all__ = ["PAD_MODES", "Tile", "TilePlan", "plan_tiles", "pad_border", "pad_image",
            "iter_batches"]
 
-PAD_MODES = ("reflect", "zero")
+#: How the image border is treated (see the module docstring).
+PAD_MODES = ("none", "reflect", "zero")
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,8 @@ class TilePlan:
         ``((top, bottom), (left, right))`` padding of the image.
     tiles : tuple of Tile
         Row-major list of tiles.
+    padding : str
+        What the padding holds, one of :data:`PAD_MODES`.
     """
 
     shape: tuple[int, int]
@@ -95,6 +101,7 @@ class TilePlan:
     core: tuple[int, int]
     pad: tuple[tuple[int, int], tuple[int, int]]
     tiles: tuple[Tile, ...]
+    padding: str = "none"
 
     @property
     def padded_shape(self) -> tuple[int, int]:
@@ -116,16 +123,31 @@ def _round_up(value: int, step: int) -> int:
     return -(-value // step) * step
 
 
-def _axis(size: int, max_tile: int, margin: int, align: int) -> tuple[int, int, int]:
-    """Return ``(n_tiles, core, tile)`` for one axis."""
+def _axis(size: int, max_tile: int, margin: int, align: int, *, inside: bool
+          ) -> tuple[int, int, int, list[tuple[int, int, int]]]:
+    """One axis: ``(n_tiles, core, tile, [(tile_start, core_start, core_stop), ...])``.
+
+    Starts are in padded coordinates: the image begins at ``margin`` unless ``inside``,
+    where it begins at 0 and tiles are slid inside ``[0, round_up(size, align))``.
+    """
     core_max = max(align, ((max_tile - 2 * margin) // align) * align)
     n = max(1, math.ceil(size / core_max))
     core = _round_up(math.ceil(size / n), align)
-    return n, core, core + 2 * margin
+    tile = core + 2 * margin
+    extent = _round_up(size, align)
+    if inside:
+        tile = min(tile, extent)
+    spans = []
+    for k in range(n):
+        c0, c1 = k * core, min(size, (k + 1) * core)
+        start = min(max(0, c0 - margin), extent - tile) if inside else c0
+        spans.append((start, c0, c1))
+    return n, core, tile, spans
 
 
 def plan_tiles(
-    shape: tuple[int, int], *, tile: int = 512, margin: int = 32, align: int = 32
+    shape: tuple[int, int], *, tile: int = 512, margin: int = 32, align: int = 32,
+    padding: str = "none",
 ) -> TilePlan:
     """Plan the tiles of an image of ``shape``.
 
@@ -139,9 +161,12 @@ def plan_tiles(
     margin : int
         Minimum distance, in pixels, between a computed pixel and any inner tile edge; at
         least the network's receptive-field radius. Rounded up to a multiple of
-        ``align // 2`` so tile origins stay aligned.
+        ``align // 2`` (of ``align`` with ``padding="none"``) so tile origins stay aligned.
     align : int
         Tile sides and origins are multiples of this (the network's down-sampling factor).
+    padding : {"none", "reflect", "zero"}
+        The image border (module docstring): ``"none"`` slides border tiles inside the
+        image, the others pad ``margin`` pixels around it.
 
     Returns
     -------
@@ -150,7 +175,8 @@ def plan_tiles(
     Raises
     ------
     ConfigError
-        For a non-positive size, a negative margin or a non-positive ``align``/``tile``.
+        For a non-positive size, a negative margin, a non-positive ``align``/``tile`` or
+        an unknown padding.
     """
     h, w = (int(s) for s in shape)
     if h < 1 or w < 1:
@@ -158,42 +184,45 @@ def plan_tiles(
     if margin < 0 or tile < 1 or align < 1:
         raise ConfigError(f"tiling needs tile >= 1, margin >= 0 and align >= 1, got tile={tile}, "
                           f"margin={margin}, align={align}")
+    if padding not in PAD_MODES:
+        raise ConfigError(f"padding must be one of {', '.join(PAD_MODES)}, got {padding!r}")
+    inside = padding == "none"
     half = max(1, align // 2) if align > 1 else 1
-    margin = _round_up(int(margin), half) if align % 2 == 0 else _round_up(int(margin), align)
-    ny, ch, th = _axis(h, tile, margin, align)
-    nx, cw, tw = _axis(w, tile, margin, align)
+    step = align if inside or align % 2 else half
+    margin = _round_up(int(margin), step)
+    ny, ch, th, rows = _axis(h, tile, margin, align, inside=inside)
+    nx, cw, tw, cols = _axis(w, tile, margin, align, inside=inside)
     tiles = []
-    for j in range(ny):
-        y0 = j * ch
-        y1 = min(h, y0 + ch)
-        for i in range(nx):
-            x0 = i * cw
-            x1 = min(w, x0 + cw)
-            if y0 >= h or x0 >= w:  # cannot happen with ceil sharing; keep the plan exact
-                continue
+    for y, y0, y1 in rows:
+        for x, x0, x1 in cols:
+            off_y, off_x = (y0 - y, x0 - x) if inside else (margin, margin)
             tiles.append(Tile(
-                y=y0, x=x0,
+                y=y, x=x,
                 out=(slice(y0, y1), slice(x0, x1)),
-                inner=(slice(margin, margin + y1 - y0), slice(margin, margin + x1 - x0)),
+                inner=(slice(off_y, off_y + y1 - y0), slice(off_x, off_x + x1 - x0)),
             ))
-    pad = ((margin, ny * ch + margin - h), (margin, nx * cw + margin - w))
+    if inside:
+        pad = ((0, _round_up(h, align) - h), (0, _round_up(w, align) - w))
+    else:
+        pad = ((margin, ny * ch + margin - h), (margin, nx * cw + margin - w))
     return TilePlan(shape=(h, w), tile_shape=(th, tw), margin=margin, core=(ch, cw), pad=pad,
-                    tiles=tuple(tiles))
+                    tiles=tuple(tiles), padding=padding)
 
 
 def pad_border(images: np.ndarray, widths: tuple[tuple[int, int], tuple[int, int]], *,
-               mode: str = "reflect") -> np.ndarray:
+               mode: str = "none") -> np.ndarray:
     """Pad the last two axes of ``images`` by ``((top, bottom), (left, right))`` pixels.
 
     ``mode`` is ``"reflect"`` (``numpy.pad``'s mirror without repeating the edge pixel;
-    ``"edge"`` for an axis of length 1) or ``"zero"`` (sky in normalised units).
-    Returns a C-contiguous float32 array.
+    ``"edge"`` for an axis of length 1), or ``"zero"``/``"none"`` (zeros: sky in normalised
+    units; what the network's own convolutions pad with). Returns a C-contiguous float32
+    array.
     """
     if mode not in PAD_MODES:
-        raise ConfigError(f"padding mode must be one of {', '.join(PAD_MODES)}, got {mode!r}")
+        raise ConfigError(f"padding must be one of {', '.join(PAD_MODES)}, got {mode!r}")
     out = np.asarray(images, dtype=np.float32)
     lead = [(0, 0)] * (out.ndim - 2)
-    if mode == "zero":
+    if mode != "reflect":
         return np.ascontiguousarray(np.pad(out, lead + list(widths)))
     for axis, pair in ((out.ndim - 2, widths[0]), (out.ndim - 1, widths[1])):
         how: Literal["reflect", "edge"] = "reflect" if out.shape[axis] > 1 else "edge"
@@ -203,20 +232,14 @@ def pad_border(images: np.ndarray, widths: tuple[tuple[int, int], tuple[int, int
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
-def pad_image(image: np.ndarray, plan: TilePlan, *, mode: str = "reflect") -> np.ndarray:
-    """Pad ``image`` as ``plan`` requires (float32, C-contiguous; see :func:`pad_border`).
+def pad_image(image: np.ndarray, plan: TilePlan) -> np.ndarray:
+    """Pad ``image`` (normalised units) as ``plan`` requires, with the plan's padding.
 
-    Parameters
-    ----------
-    image : numpy.ndarray
-        2-D image of shape ``plan.shape``, normalised units.
-    plan : TilePlan
-    mode : {"reflect", "zero"}
-        Mirror padding (the default) or sky padding.
+    Returns a C-contiguous float32 array of ``plan.padded_shape`` (:func:`pad_border`).
     """
     if image.shape != plan.shape:
         raise ConfigError(f"image shape {image.shape} does not match the tile plan's {plan.shape}")
-    return pad_border(image, plan.pad, mode=mode)
+    return pad_border(image, plan.pad, mode=plan.padding)
 
 
 def iter_batches(plan: TilePlan, batch_size: int) -> Iterator[tuple[Tile, ...]]:

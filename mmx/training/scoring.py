@@ -28,12 +28,11 @@ def operating_thresholds(package) -> list[float]:
 
 
 def score_shards(package, shard_dir: str | Path, *, batch_size: int = 4,
-                 n_bins: int = 2000, shift: np.ndarray | None = None,
-                 padding: str = "reflect") -> dict:
+                 n_bins: int = 2000, shift: np.ndarray | None = None) -> dict:
     """Run ``package``'s network over every image of a shard set; return curve statistics.
 
-    Each image is padded by the model's margin as ``mmx predict`` pads a frame
-    (:func:`mmx.serving.tiling.pad_border`), so thresholds calibrated here hold at its border.
+    Each image is run whole and bare, its border met as the edge of a training crop, as
+    ``mmx predict`` meets a frame's (:mod:`mmx.serving.tiling`, ``padding="none"``).
 
     Parameters
     ----------
@@ -47,8 +46,6 @@ def score_shards(package, shard_dir: str | Path, *, batch_size: int = 4,
         Logit bins of the curves.
     shift : numpy.ndarray, optional
         Per-class logit shift (prior correction) added before scoring.
-    padding : {"reflect", "zero"}
-        Context beyond each image's border (:class:`mmx.serving.inference.Predictor`'s).
 
     Returns
     -------
@@ -56,13 +53,11 @@ def score_shards(package, shard_dir: str | Path, *, batch_size: int = 4,
         :meth:`mmx.training.metrics.ClassCurves.compute` output.
     """
     from mmx.io.shards import ShardSet
-    from mmx.serving.tiling import pad_border
     from mmx.sky.normalize import normalize_image
     from mmx.training.metrics import ClassCurves
 
     shards = ShardSet(shard_dir)
     mesh = int(package.meta.normalization.get("mesh", 64))
-    m = int(package.meta.margin)
     # one process scores the whole set: no syncing with other ranks (after a DDP fit only
     # rank 0 calibrates, and the others have left)
     curves = ClassCurves(n_classes=len(package.meta.classes), n_bins=n_bins,
@@ -72,9 +67,7 @@ def score_shards(package, shard_dir: str | Path, *, batch_size: int = 4,
         for start in range(0, len(shards), batch_size):
             samples = [shards[i] for i in range(start, min(start + batch_size, len(shards)))]
             images = np.stack([normalize_image(s.image, mesh=mesh) for s in samples])
-            h, w = images.shape[1:]
-            padded = pad_border(images, ((m, m), (m, m)), mode=padding)
-            logits = net(torch.from_numpy(padded)[:, None])[:, :, m:m + h, m:m + w]
+            logits = net(torch.from_numpy(images)[:, None])
             if shift is not None:
                 logits = logits + torch.as_tensor(shift, dtype=logits.dtype)[None, :, None, None]
             curves.update(logits, torch.from_numpy(np.stack([s.labels for s in samples])
