@@ -128,21 +128,27 @@ def _axis(size: int, max_tile: int, margin: int, align: int, *, inside: bool
     """One axis: ``(n_tiles, core, tile, [(tile_start, core_start, core_stop), ...])``.
 
     Starts are in padded coordinates: the image begins at ``margin`` unless ``inside``,
-    where it begins at 0 and tiles are slid inside ``[0, round_up(size, align))``.
+    where it begins at 0 and the tiles lie inside ``[0, round_up(size, align))``: the two
+    at the ends need a margin on their inner side only, so their cores are ``core +
+    margin`` and the tiles can be smaller for the same count.
     """
     core_max = max(align, ((max_tile - 2 * margin) // align) * align)
-    n = max(1, math.ceil(size / core_max))
-    core = _round_up(math.ceil(size / n), align)
-    tile = core + 2 * margin
     extent = _round_up(size, align)
-    if inside:
-        tile = min(tile, extent)
-    spans = []
-    for k in range(n):
-        c0, c1 = k * core, min(size, (k + 1) * core)
-        start = min(max(0, c0 - margin), extent - tile) if inside else c0
-        spans.append((start, c0, c1))
-    return n, core, tile, spans
+    if not inside:
+        n = max(1, math.ceil(size / core_max))
+        core = _round_up(math.ceil(size / n), align)
+        return n, core, core + 2 * margin, [
+            (k * core, k * core, min(size, (k + 1) * core)) for k in range(n)]
+    n = max(1, math.ceil((size - 2 * margin) / core_max))
+    core = _round_up(math.ceil(max(1, size - 2 * margin) / n), align)
+    tile = core + 2 * margin
+    if n == 1 or tile >= extent:
+        return 1, extent, extent, [(0, 0, size)]
+    starts = [min(k * core, extent - tile) for k in range(n)]
+    bounds = [0] + [min(size, s + tile - margin) for s in starts[:-1]] + [size]
+    spans = [(starts[k], bounds[k], bounds[k + 1]) for k in range(n)
+             if bounds[k + 1] > bounds[k]]
+    return len(spans), core, tile, spans
 
 
 def plan_tiles(
