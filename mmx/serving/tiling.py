@@ -138,7 +138,7 @@ def _axis(size: int, max_tile: int, margin: int, align: int, *, inside: bool
         n = max(1, math.ceil(size / core_max))
         core = _round_up(math.ceil(size / n), align)
         return n, core, core + 2 * margin, [
-            (k * core, k * core, min(size, (k + 1) * core)) for k in range(n)]
+            (k * core, k * core, min(size, (k + 1) * core)) for k in range(n) if k * core < size]
     n = max(1, math.ceil((size - 2 * margin) / core_max))
     core = _round_up(math.ceil(max(1, size - 2 * margin) / n), align)
     tile = core + 2 * margin
