@@ -56,7 +56,7 @@ def _tiny(**changes) -> dict:
 @pytest.fixture(scope="module")
 def tiny_files(tmp_path_factory):
     out = tmp_path_factory.mktemp("survey")
-    return simulate_survey(_tiny(), out, progress=False)
+    return simulate_survey(_tiny(), out, progress=False, workers=2)  # 2 spawned processes
 
 
 # ---------------------------------------------------------------- instrument profiles
@@ -120,11 +120,11 @@ def test_bad_parameters_give_one_clear_config_error(changes, message):
 
 
 def test_same_seed_gives_identical_bytes_and_other_seed_other_pixels(tmp_path, tiny_files):
-    again = simulate_survey(_tiny(), tmp_path / "a", progress=False)
+    again = simulate_survey(_tiny(), tmp_path / "a", progress=False, workers=1)  # in process
     assert [p.name for p in again] == [p.name for p in tiny_files]
     for first, second in zip(tiny_files, again, strict=True):
         assert first.read_bytes() == second.read_bytes()
-    other = simulate_survey(_tiny(), tmp_path / "b", seed=8, progress=False)
+    other = simulate_survey(_tiny(), tmp_path / "b", seed=8, progress=False, workers=1)
     a = read_images(tiny_files[0])[0].data
     b = read_images(other[0])[0].data
     assert a.shape == b.shape

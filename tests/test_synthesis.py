@@ -34,16 +34,16 @@ def _config(**kw):
     return SynthesisConfig.from_mapping(base)
 
 
-def _run(clean, folder, **kw):
+def _run(clean, folder, workers=1, **kw):
     out = {s: folder / s for s in SPLITS}
     report = synthesize(clean, out=out, config=_config(**kw), report=folder / "synthesis.json",
-                        preview=None, progress=False)
+                        preview=None, progress=False, workers=workers)
     return out, report
 
 
-def test_same_seed_gives_identical_shards(clean, tmp_path):
+def test_same_seed_gives_identical_shards_in_process_or_in_a_pool(clean, tmp_path):
     out_a, _ = _run(clean, tmp_path / "a")
-    out_b, _ = _run(clean, tmp_path / "b")
+    out_b, _ = _run(clean, tmp_path / "b", workers=2)  # 2 spawned processes
     for split in SPLITS:
         a, b = ShardSet(out_a[split]), ShardSet(out_b[split])
         assert len(a) == len(b) > 0

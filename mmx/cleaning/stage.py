@@ -12,14 +12,11 @@ ignore plane. :func:`run_clean` writes the shard set and the report.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import multiprocessing
 import shutil
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +34,7 @@ from mmx.cleaning.psf import measure_fwhm
 from mmx.errors import InputError
 from mmx.io.fitsio import is_fits_name, open_fits
 from mmx.io.shards import Sample, ShardWriter
+from mmx.parallel import process_pool
 from mmx.sky.background import label_background
 
 __all__ = [
@@ -472,17 +470,6 @@ def _clean_one(job: tuple[str, Path, CleanConfig]) -> tuple[str, Path, list, flo
     return inst, path, ccds, time.perf_counter() - t0
 
 
-@contextlib.contextmanager
-def _pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
-    if workers <= 1:
-        yield None
-        return
-    # spawn, not fork: a forked child deadlocks in astroscrappy's OpenMP after the parent used it
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
-        yield pool
-
-
 def _empty_stats() -> dict:
     return {"exposures": 0, "ccds": 0, "ccds_too_small": 0, "cutouts_kept": 0,
             "cutouts_rejected": dict.fromkeys(REJECT_REASONS, 0),
@@ -542,7 +529,7 @@ def run_clean(
     sources: list[str] = []
     try:
         jobs = [(inst, path, cfg) for inst, path in exposures]
-        with _pool(min(cfg.workers, len(jobs))) as pool:
+        with process_pool(min(cfg.workers, len(jobs))) as pool:
             done = pool.map(_clean_one, jobs) if pool else map(_clean_one, jobs)
             for inst, path, ccds, seconds in tqdm(done, total=len(jobs), desc="clean",
                                                   unit="exposure"):

@@ -38,6 +38,9 @@ def simulate_command(
         metavar="NAME,...", help="Comma-separated instruments to simulate, e.g. DECam,MegaCam,HSC "
              "[default: those of the survey section].")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing files.")] = False,
+    workers: Annotated[int | None, typer.Option(
+        metavar="N", min=1, help="CCDs simulated in parallel processes (the files do not "
+             "depend on it) [default: the CPUs available].")] = None,
 ) -> None:
     """Simulate raw multi-extension exposures, deterministic for a given seed."""
     import logging
@@ -71,7 +74,7 @@ def simulate_command(
             chosen[inst.name] = (available[match[0]] if match
                                  else PROFILE_EXPOSURES[inst.name])
         config["exposures"] = chosen
-    files = simulate_survey(config, out, seed=seed, overwrite=overwrite)
+    files = simulate_survey(config, out, seed=seed, overwrite=overwrite, workers=workers)
     for path in files:
         typer.echo(str(path))
 

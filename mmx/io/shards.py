@@ -146,6 +146,10 @@ class ShardSet(Sequence[Sample]):
     def __len__(self) -> int:
         return self._offsets[-1]
 
+    def __reduce__(self):
+        """Pickled as its folder (a process pool reopens the memory maps, copying nothing)."""
+        return ShardSet, (self.folder,)
+
     def _locate(self, index: int) -> tuple[int, int]:
         if not -len(self) <= index < len(self):
             raise IndexError(f"sample {index} out of range for {len(self)} samples")

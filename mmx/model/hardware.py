@@ -9,12 +9,12 @@ bfloat16 arithmetic is only fast where the CPU has it in hardware (x86 ``avx512_
 from __future__ import annotations
 
 import functools
-import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
 
 from mmx.errors import ConfigError
+from mmx.parallel import available_cpus
 
 __all__ = ["CpuInfo", "cpu_info", "native_bf16", "training_precision", "TRAINING_PRECISIONS"]
 
@@ -84,9 +84,9 @@ def cpu_info(cpuinfo: str | None = None) -> CpuInfo:
         path = Path("/proc/cpuinfo")
         cpuinfo = path.read_text(errors="replace") if path.is_file() else ""
     model, flags = _read_cpuinfo(cpuinfo)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = available_cpus()
     return CpuInfo(model=model or platform.processor() or "unknown CPU",
-                   machine=platform.machine(), flags=flags, cores=int(cores or 1))
+                   machine=platform.machine(), flags=flags, cores=cores)
 
 
 def native_bf16() -> bool:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from mmx.errors import ConfigError
 from mmx.io.fitsio import InputSpec
+from mmx.parallel import available_cpus
 from mmx.serving.predict import FileResult, MaskOptions, run_one
 
 __all__ = ["PredictorSettings", "DaskExecutor", "local_cluster", "connect"]
@@ -67,13 +68,6 @@ class PredictorSettings:
                    str(s.runtime), bool(s.channels_last), threads, str(s.padding))
 
 
-def _available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def _worker_predictor(payload, settings: PredictorSettings, key: str, host_threads: dict):
     from distributed import get_worker
 
@@ -87,7 +81,7 @@ def _worker_predictor(payload, settings: PredictorSettings, key: str, host_threa
         threads = settings.threads
         if threads is None:
             host = get_worker().address.rsplit(":", 1)[0]
-            threads = max(1, _available_cpus() // max(1, host_threads.get(host, 1)))
+            threads = max(1, available_cpus() // max(1, host_threads.get(host, 1)))
         package = package_from_payload(payload)
         predictor = Predictor(package, classes=list(settings.classes),
                               priors=dict(settings.priors), apply_priors=settings.apply_priors,
@@ -192,7 +186,7 @@ def local_cluster(jobs: int, *, threads: int | None = None) -> Iterator[DaskExec
 
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
-    threads = threads or max(1, _available_cpus() // jobs)
+    threads = threads or max(1, available_cpus() // jobs)
     with _quiet_dask():
         cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
                                dashboard_address=None, silence_logs=logging.ERROR)

@@ -14,6 +14,7 @@ AB mag/arcsec^2; seeing is the delivered FWHM in the r band at airmass 1 (arcsec
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -149,6 +150,12 @@ class Instrument:
     site_altitude: float = 0.0
     psf_obscuration: float | None = None
 
+    def __reduce__(self):
+        """Pickle support (for process pools): the band table as a plain dict."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        values["bands"] = dict(self.bands)
+        return _instrument_from_fields, (values,)
+
     @property
     def saturate(self) -> int:
         """Raw level [ADU, bias included] above which a pixel is saturated.
@@ -187,6 +194,11 @@ class Instrument:
 
 def _bands(*bands: Band) -> Mapping[str, Band]:
     return MappingProxyType({b.name: b for b in bands})
+
+
+def _instrument_from_fields(values: dict) -> Instrument:
+    """An :class:`Instrument` rebuilt from its pickled fields (read-only band table)."""
+    return Instrument(**{**values, "bands": MappingProxyType(values["bands"])})
 
 
 # DECam on the CTIO Blanco 4 m (Flaugher et al. 2015, AJ 150, 150; DECam Data Handbook;

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from mmx.errors import ConfigError, InputError
+from mmx.parallel import available_cpus, process_pool
 from mmx.surveys.detector import (
     DefectCounts,
     add_cosmic_rays,
@@ -629,8 +630,16 @@ def simulate_ccd(plan: ExposurePlan, ccdnum: int, config: SurveyConfig, *,
                         electrons if keep_electrons else None, stats)
 
 
-def simulate_exposure(plan: ExposurePlan, config: SurveyConfig, *, progress=None):
-    """Simulate every CCD of ``plan``; return the multi-extension HDU list.
+def _ccd_image(job: tuple[ExposurePlan, int, SurveyConfig]):
+    """One CCD's raw image and header (a job of :func:`simulate_survey`'s pool)."""
+    plan, ccdnum, config = job
+    ccd = simulate_ccd(plan, ccdnum, config)
+    log.debug("%s CCD %d: %s", plan.name, ccdnum, ccd.stats)
+    return ccd.data, ccd.header
+
+
+def _exposure_hdus(plan: ExposurePlan, config: SurveyConfig, ccds, progress=None):
+    """The multi-extension HDU list of ``plan`` from its CCDs' ``(data, header)`` in order.
 
     The primary HDU is empty and carries the exposure keys; each CCD is a RICE
     tile-compressed uint16 image HDU.
@@ -638,19 +647,22 @@ def simulate_exposure(plan: ExposurePlan, config: SurveyConfig, *, progress=None
     from astropy.io import fits
 
     hdus = [fits.PrimaryHDU(header=_primary_header(plan, config))]
-    for ccdnum in plan.ccds:
-        ccd = simulate_ccd(plan, ccdnum, config)
-        log.debug("%s CCD %d: %s", plan.name, ccdnum, ccd.stats)
-        hdus.append(fits.CompImageHDU(data=ccd.data, header=ccd.header,
-                                      compression_type="RICE_1"))
+    for data, header in ccds:
+        hdus.append(fits.CompImageHDU(data=data, header=header, compression_type="RICE_1"))
         if progress is not None:
             progress.update(1)
     return fits.HDUList(hdus)
 
 
+def simulate_exposure(plan: ExposurePlan, config: SurveyConfig, *, progress=None):
+    """Simulate every CCD of ``plan``; return the multi-extension HDU list."""
+    ccds = (_ccd_image((plan, n, config)) for n in plan.ccds)
+    return _exposure_hdus(plan, config, ccds, progress=progress)
+
+
 def simulate_survey(
     config: Mapping | None, out_dir: str | Path, *, seed: int | None = None,
-    overwrite: bool = False, progress: bool = True,
+    overwrite: bool = False, progress: bool = True, workers: int | None = None,
 ) -> list[Path]:
     """Simulate the survey ``config`` describes into ``out_dir``; return the files written.
 
@@ -668,6 +680,9 @@ def simulate_survey(
         every file before any is simulated).
     progress
         Show a tqdm progress bar (per CCD) when the output is a terminal.
+    workers
+        CCDs simulated in parallel processes (default: the CPUs available; the files do
+        not depend on it).
 
     Raises
     ------
@@ -696,10 +711,14 @@ def simulate_survey(
     log.info("simulating %d exposure(s), %d CCD(s) into %s (seed %d)",
              len(plans), n_ccds, out_dir, cfg.seed)
     written = []
-    with tqdm(total=n_ccds, desc="simulate", unit="CCD",
-              disable=None if progress else True) as bar:
+    jobs = [(plan, n, cfg) for plan in plans for n in plan.ccds]
+    n_workers = min(available_cpus() if workers is None else workers, len(jobs))
+    with (tqdm(total=n_ccds, desc="simulate", unit="CCD", disable=None if progress else True)
+          as bar, process_pool(n_workers) as pool):
+        images = pool.map(_ccd_image, jobs) if pool else map(_ccd_image, jobs)
         for plan, target in zip(plans, targets, strict=True):
-            hdul = simulate_exposure(plan, cfg, progress=bar)
+            ccds = (next(images) for _ in plan.ccds)
+            hdul = _exposure_hdus(plan, cfg, ccds, progress=bar)
             written.append(write_fits_atomic(hdul, target, overwrite=overwrite))
             log.info("wrote %s (%s, %s band, %.0f s, seeing %.2f\")", target, plan.instrument.name,
                      plan.band.name, plan.exptime, plan.seeing)

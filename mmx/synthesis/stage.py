@@ -19,6 +19,7 @@ from tqdm import tqdm
 from mmx.classes import ABBREVIATIONS, CLASSES, N_CLASSES, by_abbr
 from mmx.errors import ConfigError, InputError
 from mmx.io.shards import Sample, ShardWriter, class_pixel_counts
+from mmx.parallel import available_cpus, process_pool
 from mmx.synthesis.config import SynthesisConfig
 from mmx.synthesis.injection import synthesize_sample
 from mmx.synthesis.preview import save_preview
@@ -44,6 +45,28 @@ def _image_rng(seed: int, split: int, index: int, variant: int) -> np.random.Gen
     return np.random.default_rng(np.random.SeedSequence([int(seed), split, index, variant]))
 
 
+def _make_sample(job: tuple[int, str, int, int], clean: Sequence[Sample],
+                 config: SynthesisConfig, footprints: Sequence[np.ndarray]) -> Sample:
+    """Image ``variant`` of clean cutout ``index`` in split ``split`` (number ``s_index``)."""
+    s_index, split, index, variant = job
+    rng = _image_rng(config.seed, s_index, index, variant)
+    sample = synthesize_sample(clean[index], rng=rng, config=config, footprints=footprints)
+    sample.record.update(split=split, clean_index=int(index), variant=variant)
+    return sample
+
+
+_worker_inputs: tuple = ()  # (clean, config, footprints) in a pool worker
+
+
+def _set_worker_inputs(*inputs) -> None:
+    global _worker_inputs
+    _worker_inputs = inputs
+
+
+def _make_sample_in_worker(job: tuple[int, str, int, int]) -> Sample:
+    return _make_sample(job, *_worker_inputs)
+
+
 def synthesize(
     clean: Sequence[Sample],
     *,
@@ -53,6 +76,7 @@ def synthesize(
     preview: str | Path | None = None,
     progress: bool = True,
     footprints: Sequence[np.ndarray] = (),
+    workers: int | None = None,
 ) -> dict:
     """Write the train/val/test shard sets from a clean set.
 
@@ -72,6 +96,10 @@ def synthesize(
         Show a tqdm progress bar.
     footprints : sequence of numpy.ndarray
         Real cosmic-ray hits [e-] (the clean stage's library) for the CR injector.
+    workers : int, optional
+        Images synthesized in parallel processes (default: the CPUs available; the
+        output does not depend on it). ``clean`` must then pickle cheaply, as a
+        :class:`mmx.io.shards.ShardSet` does.
 
     Returns
     -------
@@ -99,43 +127,43 @@ def synthesize(
                                        real_fraction=float(config.real_fraction))
                 for s in SPLITS}
     total = sum(sum(v.values()) for v in variants.values())
-    bar = tqdm(total=total, desc="synthesize", unit="img", disable=not progress)
-    for s_index, split in enumerate(SPLITS):
-        images_with = np.zeros(N_CLASSES, dtype=np.int64)
-        fields = sorted({str((r.get("instrument"), r.get("field") or r.get("exposure")))
-                         for r in (records[i] for i in assignment[split])})
-        writer = ShardWriter(out[split], shard_size=int(config.shard_size))
-        try:
-            for index in assignment[split]:
-                base = clean[index]
-                for variant in range(variants[split][index]):
-                    rng = _image_rng(config.seed, s_index, index, variant)
-                    sample = synthesize_sample(base, rng=rng, config=config,
-                                               footprints=footprints)
-                    sample.record.update(split=split, clean_index=int(index), variant=variant)
+    jobs = {split: [(s_index, split, index, variant) for index in assignment[split]
+                    for variant in range(variants[split][index])]
+            for s_index, split in enumerate(SPLITS)}
+    n_workers = min(available_cpus() if workers is None else workers, total)
+    inputs = (clean, config, tuple(footprints))
+    with (tqdm(total=total, desc="synthesize", unit="img", disable=not progress) as bar,
+          process_pool(n_workers, initializer=_set_worker_inputs, initargs=inputs) as pool):
+        for split in SPLITS:
+            images_with = np.zeros(N_CLASSES, dtype=np.int64)
+            fields = sorted({str((r.get("instrument"), r.get("field") or r.get("exposure")))
+                             for r in (records[i] for i in assignment[split])})
+            made = (pool.map(_make_sample_in_worker, jobs[split], chunksize=8) if pool
+                    else (_make_sample(job, *inputs) for job in jobs[split]))
+            writer = ShardWriter(out[split], shard_size=int(config.shard_size))
+            try:
+                for sample in made:
                     writer.add(sample)
-                    present = class_pixel_counts(sample.labels, sample.ignore) > 0
-                    images_with += present
+                    images_with += class_pixel_counts(sample.labels, sample.ignore) > 0
                     if split == "train":
                         _keep_example(examples, sample)
                     bar.update()
-        except BaseException:
-            shutil.rmtree(writer.tmp, ignore_errors=True)
-            raise
-        summary = writer.close(seed=int(config.seed), split=split, fields=fields)
-        result["splits"][split] = {
-            "images": summary["n_images"],
-            "real_images": sum(n for i, n in variants[split].items()
-                               if records[i].get("origin") == "real"),
-            "clean_cutouts": len(assignment[split]),
-            "fields": len(fields),
-            "class_pixels": summary["class_pixels"],
-            "class_fraction": summary["class_fraction"],
-            "class_images": dict(zip(ABBREVIATIONS, map(int, images_with), strict=True)),
-        }
-        log.info("%s: %d images from %d cutouts in %d fields -> %s", split,
-                 summary["n_images"], len(assignment[split]), len(fields), out[split])
-    bar.close()
+            except BaseException:
+                shutil.rmtree(writer.tmp, ignore_errors=True)
+                raise
+            summary = writer.close(seed=int(config.seed), split=split, fields=fields)
+            result["splits"][split] = {
+                "images": summary["n_images"],
+                "real_images": sum(n for i, n in variants[split].items()
+                                   if records[i].get("origin") == "real"),
+                "clean_cutouts": len(assignment[split]),
+                "fields": len(fields),
+                "class_pixels": summary["class_pixels"],
+                "class_fraction": summary["class_fraction"],
+                "class_images": dict(zip(ABBREVIATIONS, map(int, images_with), strict=True)),
+            }
+            log.info("%s: %d images from %d cutouts in %d fields -> %s", split,
+                     summary["n_images"], len(assignment[split]), len(fields), out[split])
     result["images"] = sum(v["images"] for v in result["splits"].values())
     result["seconds"] = round(time.perf_counter() - start, 2)
     result["images_per_second"] = round(result["images"] / max(result["seconds"], 1e-9), 2)
