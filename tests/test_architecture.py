@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "architecture.md"
 PACKAGE = ROOT / "mmx"
 TOP = "mmx"  # the top-level modules (classes, errors) and the package itself
-TOP_LEVEL_MODULES = {"__init__", "__main__", "classes", "errors"}
+TOP_LEVEL_MODULES = {"__init__", "__main__", "classes", "errors", "parallel"}
 
 
 def import_rule(text: str | None = None) -> dict[str, set[str]]:

@@ -23,6 +23,17 @@ def test_cpuinfo_is_read(text, bf16, ext):
     assert ("native bf16" if bf16 else "no native bf16") in info.describe()
 
 
+def test_int8_saturates_on_x86_without_vnni():
+    zen3 = hardware.CpuInfo(model="EPYC", machine="x86_64", flags=frozenset({"avx2"}), cores=2)
+    xeon = hardware.CpuInfo(model="Xeon", machine="x86_64",
+                            flags=frozenset({"avx2", "avx512f", "avx512_vnni"}), cores=2)
+    arm = hardware.CpuInfo(model="Neoverse", machine="aarch64", flags=frozenset({"asimd"}),
+                           cores=2)
+    assert zen3.saturating_int8
+    assert not xeon.saturating_int8
+    assert not arm.saturating_int8
+
+
 @pytest.mark.parametrize(("native", "expected"), [(False, "32-true"), (True, "bf16-mixed")])
 def test_auto_precision_follows_the_cpu(monkeypatch, native, expected):
     monkeypatch.setattr(hardware, "native_bf16", lambda: native)

@@ -22,6 +22,7 @@ __all__ = ["CpuInfo", "cpu_info", "native_bf16", "training_precision", "TRAINING
 TRAINING_PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
 
 _BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")  # x86 (AVX-512, AMX), aarch64 ("bf16")
+_VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # x86 int8 dot products (no saturation)
 _VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni",
                  "avx512_bf16", "amx_bf16", "amx_int8", "avx_vnni", "neon", "asimd", "sve", "bf16")
 
@@ -56,6 +57,15 @@ class CpuInfo:
     def native_bf16(self) -> bool:
         """True when bfloat16 arithmetic is in hardware."""
         return any(f in self.flags for f in _BF16_FLAGS)
+
+    @property
+    def saturating_int8(self) -> bool:
+        """True on an x86 CPU without VNNI, whose int8 kernels saturate at 16 bits.
+
+        There ``vpmaddubsw`` adds two 8-bit products into 16 bits: weights need 7 bits.
+        """
+        return self.machine in ("x86_64", "AMD64") and not any(f in self.flags
+                                                                for f in _VNNI_FLAGS)
 
     def describe(self) -> str:
         """One line: model, architecture, cores, vector extensions, bf16."""

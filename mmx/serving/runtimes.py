@@ -359,8 +359,13 @@ def _calibration_tiles(tile: int, *, n: int = 6, seed: int = 11) -> list[np.ndar
     return [t[None, None].astype(np.float32) for t in tiles[:n]]
 
 
-def quantize_onnx(fp32: str | Path, path: str | Path, *, tile: int) -> Path:
-    """Quantise an exported network to int8 (QDQ, per-channel weights, static activations)."""
+def quantize_onnx(fp32: str | Path, path: str | Path, *, tile: int,
+                  reduce_range: bool = False) -> Path:
+    """Quantise an exported network to int8 (QDQ, per-channel weights, static activations).
+
+    ``reduce_range`` quantises weights to 7 bits, for CPUs whose int8 kernels saturate
+    (x86 without VNNI, :attr:`mmx.model.hardware.CpuInfo.saturating_int8`).
+    """
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -382,7 +387,7 @@ def quantize_onnx(fp32: str | Path, path: str | Path, *, tile: int) -> Path:
             warnings.simplefilter("ignore")
             quantize_static(str(fp32), str(tmp), Reader(), quant_format=QuantFormat.QDQ,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            per_channel=True)
+                            per_channel=True, reduce_range=reduce_range)
 
     path = Path(path)
     atomic_write(path, write)
@@ -432,9 +437,13 @@ class OnnxRuntime:
             self.stride = int(json.loads(about.read_text())["stride"])
             model = fp32
             if precision == "int8":
-                model = folder / f"model-int8-tile{int(meta.tile)}.onnx"
+                from mmx.model.hardware import cpu_info
+
+                seven_bit = cpu_info().saturating_int8
+                model = folder / (f"model-int8-tile{int(meta.tile)}"
+                                  f"{'-7bit' if seven_bit else ''}.onnx")
                 if not model.is_file():
-                    quantize_onnx(fp32, model, tile=int(meta.tile))
+                    quantize_onnx(fp32, model, tile=int(meta.tile), reduce_range=seven_bit)
         except ModelError:
             raise
         except Exception as exc:  # noqa: BLE001 - any exporter failure is one clear error
