@@ -1,4 +1,4 @@
-"""Process pools for the stages that work file by file (simulate, clean).
+"""Process pools for the stages that work piece by piece (simulate, clean, synthesize).
 
 Workers are spawned, not forked (a forked child deadlocks in astroscrappy's OpenMP after
 the parent used it), and each runs its native libraries on one thread: the pool already
