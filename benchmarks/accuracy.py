@@ -384,20 +384,28 @@ def _read_probs(tool: Tool, path: Path) -> tuple[np.ndarray, tuple[str, ...]]:
     return data, tool.classes
 
 
-def make_tools(*, model: str, peers: dict[str, Peer], maximask_batch: int = 8) -> list[Tool]:
-    """The tools compared, with their default thresholds and command lines."""
+def make_tools(*, model: str, peers: dict[str, Peer], maximask_batch: int = 8,
+               tta: str = "none") -> list[Tool]:
+    """The tools compared, with their default thresholds and command lines.
+
+    ``tta`` is mmx's ``--tta`` (test-time augmentation); the peers run as they come.
+    """
     from mmx.classes import ABBREVIATIONS, CLASSES
+    from mmx.model.thresholds import default_thresholds
     from mmx.tracking.registry import resolve_model
 
     defaults = {c.abbr: c.threshold for c in CLASSES}
     # mmx's default operating point: the model's calibrated thresholds, as `mmx predict` uses
-    mmx_thresholds = {**defaults, **resolve_model(model).meta.thresholds}
+    meta = resolve_model(model).meta
+    mmx_thresholds = {**defaults, **dict(zip(meta.classes, map(float, default_thresholds(
+        meta, meta.classes, tta=tta)), strict=True))}
     runner = str(ROOT / "benchmarks" / "peer_runners.py")
     tools = [Tool(
         "mmx", "mmx", ABBREVIATIONS, mmx_thresholds, False,
         lambda d, fr, o: [sys.executable, "-m", "mmx", "predict", str(d), "--model", model,
-                          "--mode", "prob", "--out-dir", str(o), "--overwrite"],
-        lambda f, o: o / f"{_stem(f)}.mask.fits", note=f"model {model}")]
+                          "--mode", "prob", "--out-dir", str(o), "--overwrite", "--tta", tta],
+        lambda f, o: o / f"{_stem(f)}.mask.fits",
+        note=f"model {model}" + (f" with --tta {tta}" if tta != "none" else ""))]
     mm = peers["maximask"]
     tools.append(Tool(
         "maximask", "MaxiMask 1.4.1", ABBREVIATIONS, defaults, False,
@@ -763,6 +771,8 @@ def add_tool_arguments(parser: argparse.ArgumentParser) -> None:
                         help="reuse tool outputs and timings of an earlier run (same frames)")
     parser.add_argument("--keep-work", action="store_true",
                         help="keep frames and tool outputs (OUT/*-work, ~1 GB)")
+    parser.add_argument("--tta", choices=("none", "flips", "dihedral"), default="none",
+                        help="mmx's test-time augmentation (mmx predict --tta)")
 
 
 def setup_tools(args: argparse.Namespace, work: Path) -> tuple[list[Tool], str]:
@@ -791,7 +801,8 @@ def setup_tools(args: argparse.Namespace, work: Path) -> tuple[list[Tool], str]:
         peers["astroscrappy"] = Peer("astroscrappy", None,
                                      "astroscrappy skipped: not importable in mmx's venv")
     model, model_what = _choose_model(args.model, work)
-    tools = make_tools(model=model, peers=peers, maximask_batch=args.maximask_batch_size)
+    tools = make_tools(model=model, peers=peers, maximask_batch=args.maximask_batch_size,
+                       tta=args.tta)
     for t in tools:
         if not t.available:
             log.warning("%s", t.note)

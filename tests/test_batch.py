@@ -125,6 +125,9 @@ def test_fingerprint_follows_what_changes_the_mask(model_dir, predictor):
     sky = Predictor(load_package(model_dir), classes=["CR", "HCL"], precision="float32",
                     threads=1, padding="zero")
     assert fp != options_fingerprint(sky, mode="bitmask")
+    views = Predictor(load_package(model_dir), classes=["CR", "HCL"], precision="float32",
+                      threads=1, tta="flips")
+    assert fp != options_fingerprint(views, mode="bitmask")
 
 
 def test_aux_planes_are_copied_unless_selected(predictor, tmp_path, rng):
@@ -304,11 +307,11 @@ def test_dask_workers_rebuild_the_clients_arithmetic_path(model_dir, tmp_path, m
         pytest.skip("onnxruntime not installed")
     monkeypatch.setenv("MMX_CACHE_DIR", str(tmp_path))
     client = Predictor(load_package(model_dir), runtime="onnxruntime", precision="float32",
-                       threads=1, padding="zero")
+                       threads=1, padding="zero", tta="dihedral")
     settings = PredictorSettings.of(client, threads=1)
-    assert (settings.runtime, settings.precision, settings.padding) == \
-        ("onnxruntime", "float32", "zero")
+    assert (settings.runtime, settings.precision, settings.padding, settings.tta) == \
+        ("onnxruntime", "float32", "zero", "dihedral")
     worker = _worker_predictor(package_payload(client.package), settings, "k", {})
-    assert worker.runtime.name == "onnxruntime/float32"
+    assert worker.runtime.name == "onnxruntime/float32+dihedral"
     assert worker.settings.tile == client.settings.tile
-    assert worker.settings.padding == "zero"
+    assert (worker.settings.padding, worker.settings.tta) == ("zero", "dihedral")

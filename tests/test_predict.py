@@ -114,6 +114,30 @@ def test_predictor_equals_whole_image_reference(package, rng, padding):
     assert pred.provenance()["padding"] == padding
 
 
+@pytest.mark.parametrize("tta", ["flips", "dihedral"])
+def test_tta_equals_the_whole_image_views_averaged(package, rng, tta):
+    from mmx.model.symmetry import _VIEWS, _unview, _view
+
+    image = (50 + rng.normal(0, 3, (83, 101))).astype(np.float32)
+    image[40, 10:60] += 40  # something the views do not see alike
+    pred = Predictor(package, apply_priors=False, precision="float32", batch_size=2, tta=tta)
+    plan = pred.plan(image.shape)
+    assert len(plan) > 4 and pred.runtime.name.endswith(f"+{tta}")
+    out = pred.predict(image, mode="prob").array
+    padded = pad_image(normalize_image(image), plan)[None, None]
+    with torch.inference_mode():
+        views = [_unview(package.net(torch.from_numpy(np.ascontiguousarray(_view(padded, k, t))))
+                         .numpy(), k, t) for k, t in _VIEWS[tta]]
+    ref = torch.sigmoid(torch.from_numpy(np.mean(views, axis=0)))[0].numpy()
+    (t, _), (lft, _) = plan.pad
+    assert_allclose(out[:-1], ref[:, t:t + 83, lft:lft + 101], atol=2e-5)
+    plain = Predictor(package, apply_priors=False, precision="float32").predict(image, mode="prob")
+    assert np.abs(plain.array - out).max() > 1e-3  # the views do differ
+    assert pred.provenance()["tta"] == tta
+    with pytest.raises(ConfigError, match="tta must be one of none, flips, dihedral, got 'rot'"):
+        Predictor(package, tta="rot")
+
+
 def test_padding_changes_only_the_border(package, rng):
     image = (50 + rng.normal(0, 3, (83, 101))).astype(np.float32)
     out = {p: Predictor(package, apply_priors=False, precision="float32", padding=p)
@@ -317,7 +341,11 @@ def test_cli_writes_masks(model_dir, mef, tmp_path):
     with fits.open(tmp_path / "o" / "exp.mask.fits") as hdul:
         h = hdul[1].header
         assert h["PRI_CR"] == 1e-3 and h["THR_TRL"] == 0.5 and h["NAXIS3"] == 3
-        assert h["MMXSRC"] == str(model_dir)
+        assert h["MMXSRC"] == str(model_dir) and h["MMXTTA"] == "none"
+    res = _run([mef, "--model", model_dir, "--classes", "CR", "--tta", "flips",
+                "--out-dir", tmp_path / "v", "--precision", "float32", "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    assert fits.getheader(tmp_path / "v" / "exp.mask.fits", 1)["MMXTTA"] == "flips"
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -328,6 +356,7 @@ def test_cli_writes_masks(model_dir, mef, tmp_path):
     (["--classes", "CR", "--threshold", "TRL=0.5"], "threshold given for TRL"),
     (["--prior", "CR=0.1", "--no-prior"], "--prior (CR) and --no-prior exclude each other"),
     (["--classes", "BG"], "BG has no bit"),
+    (["--tta", "rotations"], "tta must be one of none, flips, dihedral, got 'rotations'"),
 ])
 def test_cli_option_errors(model_dir, mef, args, message):
     res = _run([mef, "--model", model_dir, *args])

@@ -28,6 +28,8 @@ def test_shipped_release_matches_its_record():
     assert meta.params["train"]["architecture"] == meta.architecture
     for key in ("mean.auc", "mean.tpr_at_fpr_1e-3", "CR.tpr_at_fpr_1e-3"):
         assert math.isfinite(meta.metrics[key])
+    for mode in ("flips", "dihedral"):  # mmx predict --tta has its own operating point
+        assert set(meta.tta_thresholds[mode]) == set(meta.thresholds)
 
 
 def test_empty_registry_falls_back_to_release():
@@ -64,6 +66,18 @@ def test_make_release_calibrates_scores_and_records(tmp_path, rng):
                        eval_cfg={"batch_size": 2, "metric_bins": 100, "num_threads": 1})
     released = load_package(out).meta
     assert "CR" in released.thresholds and "CR.auc" in released.metrics
+    assert set(released.tta_thresholds) == {"flips", "dihedral"}
+    assert all(0 < t < 1 for mode in released.tta_thresholds.values() for t in mode.values())
+    # a Predictor with --tta uses its mode's thresholds; a model without them, the plain ones
+    from mmx.serving.inference import Predictor
+
+    flips = Predictor(load_package(out), classes=["CR"], precision="float32", tta="flips")
+    assert flips.default_thresholds() == {"CR": released.tta_thresholds["flips"]["CR"]}
+    released.tta_thresholds = {}
+    save_package(load_package(out).net, released, tmp_path / "plain")
+    plain = Predictor(load_package(tmp_path / "plain"), classes=["CR"], precision="float32",
+                      tta="flips")
+    assert plain.default_thresholds() == {"CR": released.thresholds["CR"]}
     assert released.provenance["release"] is True
     assert json.loads((out / "RELEASE.json").read_text())["weights_sha256"] == weights_sha256(out)
 

@@ -72,6 +72,10 @@ class ModelMeta:
         Probability thresholds calibrated on the validation split (F1-best at the class
         table's default priors, :mod:`mmx.training.calibration`); they replace the class table's
         MaxiMask thresholds as defaults for this model.
+    tta_thresholds : dict
+        Thresholds calibrated the same way with a test-time augmentation
+        (:mod:`mmx.model.symmetry`), by mode: ``{"flips": {"CR": ...}, ...}``; a mode
+        without them uses ``thresholds``.
     metrics, provenance, params : dict
         Test-set figures; git commit and data hash; training parameters.
     weights_sha256 : str
@@ -87,6 +91,7 @@ class ModelMeta:
     tile: int = 512
     margin: int = 32
     thresholds: dict[str, float] = field(default_factory=dict)
+    tta_thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)

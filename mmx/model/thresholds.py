@@ -24,15 +24,21 @@ def default_prior_shift(training_priors: dict[str, float], classes: Sequence[str
     return prior_shift(trained, [by_abbr(a).prior for a in classes])
 
 
-def default_thresholds(meta, classes: Sequence[str], *, raw: bool = False) -> np.ndarray:
+def default_thresholds(meta, classes: Sequence[str], *, raw: bool = False,
+                       tta: str = "none") -> np.ndarray:
     """A model's default thresholds for ``classes``: calibrated ones, else the class table's.
 
     With ``raw`` they are moved to the network's raw posteriors (no prior correction), so
     they keep the operating point they have on probabilities corrected to default priors.
+    With a test-time augmentation ``tta`` they are the ones calibrated with it
+    (``meta.tta_thresholds``) where the model has them, else its plain ones: averaged views
+    give less extreme probabilities, so there the mask is stricter (measured on the release:
+    the CR false-positive rate of real skies halves, its TPR at the default point drops).
     """
     from mmx.classes import by_abbr
 
-    thr = np.array([meta.thresholds.get(a, by_abbr(a).threshold) for a in classes])
+    calibrated = (meta.tta_thresholds.get(tta) if tta != "none" else None) or meta.thresholds
+    thr = np.array([calibrated.get(a, by_abbr(a).threshold) for a in classes])
     if not raw:
         return thr
     z = np.log(thr / (1 - thr)) - default_prior_shift(meta.training_priors, classes)

@@ -82,6 +82,9 @@ class Masker:
     padding : {"none", "reflect", "zero"}
         The image border (:mod:`mmx.serving.tiling`): nothing beyond it, as at the edge of
         the training crops (default), the image mirrored, or noiseless sky.
+    tta : {"none", "flips", "dihedral"}
+        Test-time augmentation (:mod:`mmx.model.symmetry`): the network averaged over
+        the image's 4 flips or 8 rotations and reflections, for 4 or 8 times the time.
 
     Raises
     ------
@@ -107,6 +110,7 @@ class Masker:
         threads: int | None = None,
         batch_size: int = 1,
         padding: str = "none",
+        tta: str = "none",
     ) -> None:
         from mmx.classes import parse_class_list, parse_class_values
         from mmx.serving.masks import OutputMode
@@ -135,7 +139,7 @@ class Masker:
         self.predictor = Predictor(package, classes=chosen, priors=priors,
                                    apply_priors=apply_priors, batch_size=batch_size,
                                    threads=threads, precision=precision, device=device,
-                                   padding=padding)
+                                   padding=padding, tta=tta)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -433,7 +437,7 @@ def mask(data: Any, *, model: str | Path | None = None, device: str = "auto",
          classes: str | Iterable[str] | None = None, priors: Mapping[str, float] | None = None,
          apply_priors: bool = True, thresholds: Mapping[str, float] | None = None,
          mode: str = "bitmask", tracking_uri: str | None = None,
-         precision: str = "auto") -> Any:
+         precision: str = "auto", tta: str = "none") -> Any:
     """Contaminant mask of one image (see :class:`Masker` for the options).
 
     The model is loaded on the first call and kept for later calls with the same model
@@ -443,7 +447,7 @@ def mask(data: Any, *, model: str | Path | None = None, device: str = "auto",
     ----------
     data : numpy.ndarray, NDData, CCDData, str or Path
         The image; what comes back for each type is in the module docstring.
-    model, device, classes, priors, apply_priors, thresholds, mode, tracking_uri, precision
+    model, device, classes, priors, apply_priors, thresholds, mode, tracking_uri, precision, tta
         As for :class:`Masker`.
 
     Returns
@@ -454,7 +458,7 @@ def mask(data: Any, *, model: str | Path | None = None, device: str = "auto",
     """
     masker = _cached(model, dict(device=device, classes=classes, priors=priors,
                                  apply_priors=apply_priors, thresholds=thresholds, mode=mode,
-                                 tracking_uri=tracking_uri, precision=precision))
+                                 tracking_uri=tracking_uri, precision=precision, tta=tta))
     return masker.mask(data)
 
 

@@ -57,6 +57,7 @@ class PredictorSettings:
     channels_last: bool
     threads: int | None  # None: CPUs / Dask threads on the worker's host
     padding: str = "none"
+    tta: str = "none"
 
     @classmethod
     def of(cls, predictor, *, threads: int | None = None) -> PredictorSettings:
@@ -65,7 +66,8 @@ class PredictorSettings:
         return cls(tuple(c.abbr for c in predictor.classes),
                    tuple(sorted(predictor.priors.items())), bool(predictor.apply_priors),
                    int(s.batch_size), int(s.tile), int(s.margin), str(s.precision),
-                   str(s.runtime), bool(s.channels_last), threads, str(s.padding))
+                   str(s.runtime), bool(s.channels_last), threads, str(s.padding),
+                   str(s.tta))
 
 
 def _worker_predictor(payload, settings: PredictorSettings, key: str, host_threads: dict):
@@ -89,7 +91,7 @@ def _worker_predictor(payload, settings: PredictorSettings, key: str, host_threa
                               tile=settings.tile, margin=settings.margin,
                               precision=settings.precision, runtime=settings.runtime,
                               channels_last=settings.channels_last,
-                              padding=settings.padding)
+                              padding=settings.padding, tta=settings.tta)
         _CACHE.clear()  # a new model or options: the old predictor is not needed any more
         _CACHE[(key, settings)] = predictor
         return predictor

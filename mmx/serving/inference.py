@@ -33,6 +33,7 @@ import numpy as np
 from mmx.classes import ContaminantClass, by_abbr
 from mmx.errors import ConfigError, ModelError
 from mmx.model.priors import resolve_priors
+from mmx.model.symmetry import SymmetryAveraged, check_tta
 from mmx.serving.masks import MaskWriter, OutputMode, make_writer
 from mmx.serving.runtimes import PRECISIONS, RUNTIMES, bf16_supported, fold_batchnorm
 from mmx.serving.tiling import PAD_MODES, TilePlan, iter_batches, pad_image, plan_tiles
@@ -54,6 +55,7 @@ class _Settings:
     threads: int | None
     device: str = "cpu"
     padding: str = "none"
+    tta: str = "none"
 
 
 class Predictor:
@@ -96,12 +98,15 @@ class Predictor:
         The image border (:mod:`mmx.serving.tiling`): nothing beyond it, as at the edge of
         every training crop (default), the image mirrored, or noiseless sky. On held-out
         real frames ``"none"`` scored best on every criterion class (``benchmarks/README.md``).
+    tta : {"none", "flips", "dihedral"}
+        Test-time augmentation (:mod:`mmx.model.symmetry`): the logits averaged over the
+        image's 4 flips or 8 rotations and reflections, at 4 or 8 times the network's time.
 
     Raises
     ------
     ConfigError
-        On a class the model does not output, a bad prior, batch size, precision or
-        padding, or a device that does not exist here (CUDA with a CPU build of torch).
+        On a class the model does not output, a bad prior, batch size, precision,
+        padding or tta, or a device that does not exist here (CUDA with a CPU build of torch).
     """
 
     def __init__(
@@ -121,9 +126,11 @@ class Predictor:
         fold_bn: bool = True,
         device: str = "cpu",
         padding: str = "none",
+        tta: str = "none",
     ) -> None:
         if padding not in PAD_MODES:
             raise ConfigError(f"padding must be one of {', '.join(PAD_MODES)}, got {padding!r}")
+        check_tta(tta)
         self.package = package
         meta = package.meta
         model_classes = list(meta.classes)
@@ -181,7 +188,9 @@ class Predictor:
         self.settings = _Settings(tile=tile, margin=margin, align=self.runtime.stride,
                                   batch_size=int(batch_size), precision=precision,
                                   runtime=runtime, channels_last=bool(channels_last),
-                                  threads=threads, device=device, padding=padding)
+                                  threads=threads, device=device, padding=padding, tta=tta)
+        if tta != "none":
+            self.runtime = SymmetryAveraged(self.runtime, tta)
         cap = getattr(self.runtime, "max_tile", None)
         if tile_given is None and cap is not None and self.settings.tile > cap:
             self.settings.tile = int(cap)  # a memory-bound path (plan_tiles aligns cores)
@@ -256,13 +265,14 @@ class Predictor:
 
         They were calibrated at the class table's default priors; without prior correction
         (``apply_priors=False``) they are moved to the raw posteriors, so the operating
-        point stays the same. With other priors, it moves as the priors say.
+        point stays the same. With other priors, it moves as the priors say. With
+        test-time augmentation they are the ones calibrated with it, where the model has them.
         """
         from mmx.model.thresholds import default_thresholds
 
         abbrs = [c.abbr for c in self.classes]
         raw = not self.apply_priors and bool(self.package.meta.thresholds)
-        thr = default_thresholds(self.package.meta, abbrs, raw=raw)
+        thr = default_thresholds(self.package.meta, abbrs, raw=raw, tta=self.settings.tta)
         return {a: float(t) for a, t in zip(abbrs, thr, strict=True)}
 
     def provenance(self) -> dict:
@@ -285,4 +295,5 @@ class Predictor:
             "runtime": self.settings.runtime,
             "device": self.settings.device,
             "padding": self.settings.padding,
+            "tta": self.settings.tta,
         }

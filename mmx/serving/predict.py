@@ -47,6 +47,7 @@ loaded from, ``MMXARCH`` network, ``MMXPRIOR`` prior correction applied, ``PN_<a
 model's training proportion and ``PRI_<abbr>`` the proportion used for each output class,
 ``THR_<abbr>`` thresholds (binary modes), ``PLANEk``/``BIT_<abbr>`` the plane or bit of each
 class, ``MMXMODE`` output mode, ``MMXTILE``/``MMXMARG``/``MMXPREC`` tiling and arithmetic,
+``MMXPAD`` the image border, ``MMXTTA`` test-time augmentation,
 ``MMXINPUT``/``MMXHDU`` the input file and HDU, ``MMXFPRNT`` a digest of the model's weights
 and every option that changes the mask (:func:`options_fingerprint`). Floats are written at
 full (``repr``) precision.
@@ -314,6 +315,7 @@ def provenance_cards(provenance: Mapping, *, mode: OutputMode | str) -> list[tup
         ("MMXMARG", int(p.get("margin", 0)), "tile margin [px]"),
         ("MMXPREC", p.get("precision", ""), "convolution arithmetic"),
         ("MMXPAD", p.get("padding", ""), "context beyond the image border"),
+        ("MMXTTA", p.get("tta", "none"), "test-time augmentation: views averaged"),
     ]
     training = p.get("training_priors", {})
     used = p.get("priors", {})
@@ -333,9 +335,10 @@ def options_fingerprint(
 
     Two runs with the same fingerprint write the same mask for the same input: it covers
     the weights (their SHA-256, else the model's source and registry version), the output
-    classes, mode, priors, effective thresholds (binary modes), tiling, arithmetic and
-    which HDUs are masked, header saturation and whether a cleaned image is written. Not
-    the mmx version, the date or the compression (the values are the same).
+    classes, mode, priors, effective thresholds (binary modes), tiling, arithmetic, border,
+    test-time augmentation (only when on: older masks keep their fingerprint), which HDUs
+    are masked, header saturation and whether a cleaned image is written. Not the mmx
+    version, the date or the compression (the values are the same).
     """
     mode = OutputMode(mode)
     prov = predictor.provenance()
@@ -354,6 +357,7 @@ def options_fingerprint(
                             for k, v in sorted(prov.get("training_priors", {}).items())},
         "tile": prov.get("tile"), "margin": prov.get("margin"),
         "precision": prov.get("precision"), "padding": prov.get("padding"),
+        **({"tta": prov["tta"]} if prov.get("tta", "none") != "none" else {}),
         "aux": bool(aux),
         "saturate": "header SATURATE flags SAT",
     }

@@ -75,7 +75,8 @@ def fpr_thresholds(result: dict, *, classes: Sequence[str],
 def calibrate_thresholds(net, meta, val_dir: str | Path, *, rule: str = "fpr",
                          target_fpr: float = 1e-4,
                          class_target_fpr: dict[str, float] | None = None,
-                         batch_size: int = 4, n_bins: int = 2000) -> dict[str, float]:
+                         batch_size: int = 4, n_bins: int = 2000,
+                         tta: str = "none") -> dict[str, float]:
     """Thresholds for ``net`` on the validation shard set ``val_dir``, at the default priors.
 
     Parameters
@@ -94,6 +95,8 @@ def calibrate_thresholds(net, meta, val_dir: str | Path, *, rule: str = "fpr",
         ``fpr`` rule: rates for some classes instead of ``target_fpr`` (e.g. BG, BBG).
     batch_size, n_bins : int
         Scoring settings.
+    tta : {"none", "flips", "dihedral"}
+        Test-time augmentation the thresholds are for (:mod:`mmx.model.symmetry`).
 
     Raises
     ------
@@ -114,11 +117,13 @@ def calibrate_thresholds(net, meta, val_dir: str | Path, *, rule: str = "fpr",
                               f"got {rate}")
     package = ModelPackage(net=net, meta=meta)
     result = score_shards(package, val_dir, batch_size=batch_size, n_bins=n_bins,
-                          shift=default_prior_shift(meta.training_priors, meta.classes))
+                          shift=default_prior_shift(meta.training_priors, meta.classes),
+                          tta=tta)
     if rule == "f1":
         thresholds = f1_thresholds(result, classes=meta.classes)
     else:
         thresholds = fpr_thresholds(result, classes=meta.classes, target_fpr=rates)
-    log.info("%s thresholds calibrated on %s: %s", rule, val_dir,
+    log.info("%s thresholds%s calibrated on %s: %s", rule,
+             "" if tta == "none" else f" (tta {tta})", val_dir,
              ", ".join(f"{a}={t:.3g}" for a, t in thresholds.items()))
     return thresholds

@@ -13,7 +13,7 @@ import torch
 __all__ = ["operating_thresholds", "score_shards"]
 
 
-def operating_thresholds(package) -> list[float]:
+def operating_thresholds(package, *, tta: str = "none") -> list[float]:
     """Default thresholds as they act on the network's raw posteriors.
 
     ``mmx predict`` thresholds prior-corrected probabilities (default priors of the class
@@ -24,11 +24,12 @@ def operating_thresholds(package) -> list[float]:
     """
     from mmx.model.thresholds import default_thresholds
 
-    return default_thresholds(package.meta, package.meta.classes, raw=True).tolist()
+    return default_thresholds(package.meta, package.meta.classes, raw=True, tta=tta).tolist()
 
 
 def score_shards(package, shard_dir: str | Path, *, batch_size: int = 4,
-                 n_bins: int = 2000, shift: np.ndarray | None = None) -> dict:
+                 n_bins: int = 2000, shift: np.ndarray | None = None,
+                 tta: str = "none") -> dict:
     """Run ``package``'s network over every image of a shard set; return curve statistics.
 
     Each image is run whole and bare, its border met as the edge of a training crop, as
@@ -46,6 +47,8 @@ def score_shards(package, shard_dir: str | Path, *, batch_size: int = 4,
         Logit bins of the curves.
     shift : numpy.ndarray, optional
         Per-class logit shift (prior correction) added before scoring.
+    tta : {"none", "flips", "dihedral"}
+        Test-time augmentation (:mod:`mmx.model.symmetry`), as ``mmx predict --tta``.
 
     Returns
     -------
@@ -53,6 +56,7 @@ def score_shards(package, shard_dir: str | Path, *, batch_size: int = 4,
         :meth:`mmx.training.metrics.ClassCurves.compute` output.
     """
     from mmx.io.shards import ShardSet
+    from mmx.model.symmetry import average_over_symmetries
     from mmx.sky.normalize import normalize_image
     from mmx.training.metrics import ClassCurves
 
@@ -61,13 +65,17 @@ def score_shards(package, shard_dir: str | Path, *, batch_size: int = 4,
     # one process scores the whole set: no syncing with other ranks (after a DDP fit only
     # rank 0 calibrates, and the others have left)
     curves = ClassCurves(n_classes=len(package.meta.classes), n_bins=n_bins,
-                         thresholds=operating_thresholds(package), sync_on_compute=False)
+                         thresholds=operating_thresholds(package, tta=tta),
+                         sync_on_compute=False)
     net = package.net.eval()
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return net(torch.from_numpy(x)).numpy()
     with torch.inference_mode():
         for start in range(0, len(shards), batch_size):
             samples = [shards[i] for i in range(start, min(start + batch_size, len(shards)))]
             images = np.stack([normalize_image(s.image, mesh=mesh) for s in samples])
-            logits = net(torch.from_numpy(images)[:, None])
+            logits = torch.from_numpy(average_over_symmetries(run, images[:, None], tta))
             if shift is not None:
                 logits = logits + torch.as_tensor(shift, dtype=logits.dtype)[None, :, None, None]
             curves.update(logits, torch.from_numpy(np.stack([s.labels for s in samples])
