@@ -84,9 +84,13 @@ def ensure_release_registered() -> None:
     """Import the shipped release model as a registry version; make it production if none is.
 
     Runs before ``dvc repro`` so that the pipeline's own model is promoted over it only if
-    at least as good (``register.promote: auto``). Idempotent: a version whose weights have
-    the release's SHA-256 is not registered twice.
+    at least as good (``register.promote: auto``). Idempotent: a version with the release's
+    content (SHA-256 of its weights and metadata, tag ``release_sha256``) is not registered
+    twice. A new release of mmx (new weights, or new thresholds for the same weights) is a
+    new version, and takes over production from an older release, never from a user's model.
     """
+    import hashlib
+
     from mmx.model.package import weights_sha256
     from mmx.tracking.registry import list_versions, promote, register_package, release_package_dir
     from mmx.tracking.store import PRODUCTION_ALIAS, default_tracking_uri
@@ -96,15 +100,20 @@ def ensure_release_registered() -> None:
         return
     uri = default_tracking_uri(ROOT)
     name = load_params()["register"]["name"]
-    digest = weights_sha256(release)
+    weights = weights_sha256(release)
+    content = hashlib.sha256(weights.encode() + (release / "mmx_model.json").read_bytes())
     versions = list_versions(name, tracking_uri=uri)
-    if any(v.tags.get("weights_sha256") == digest for v in versions):
+    if any(v.tags.get("release_sha256") == content.hexdigest() for v in versions):
         return
     info = register_package(release, name=name, tracking_uri=uri,
-                            tags={"weights_sha256": digest, "source": "mmx release"})
-    if not any(PRODUCTION_ALIAS in v.aliases for v in versions):
+                            tags={"weights_sha256": weights, "release_sha256": content.hexdigest(),
+                                  "source": "mmx release"})
+    production = [v for v in versions if PRODUCTION_ALIAS in v.aliases]
+    if not production or production[0].tags.get("source") == "mmx release":
         promote(name, info.version, alias=PRODUCTION_ALIAS, tracking_uri=uri)
-    log.info("release model registered as %s v%d", name, info.version)
+    log.info("release model registered as %s v%d%s", name, info.version,
+             " (production)" if not production or production[0].tags.get("source") ==
+             "mmx release" else "")
 
 
 def main() -> None:

@@ -163,6 +163,19 @@ def test_device_choice(frame):
     assert auto.predictor.provenance()["device"] == "cpu"
 
 
+def test_test_time_augmentation_uses_its_own_operating_point(frame):
+    views = mmx.Masker(RELEASE, device="cpu", classes="CR", tta="dihedral")
+    meta = views.predictor.package.meta
+    assert views.effective_thresholds() == {"CR": meta.tta_thresholds["dihedral"]["CR"]}
+    _, image, hit = frame
+    flagged = views.mask(image) != 0
+    hits = hit.copy()
+    hits[:, 133] = False  # the hot column is not a cosmic ray
+    assert flagged[hits].mean() > 0.3 and not flagged[~hit].any()
+    with pytest.raises(ConfigError, match="tta must be one of none, flips, dihedral"):
+        mmx.Masker(RELEASE, device="cpu", tta="yes")
+
+
 def test_bad_inputs_are_clear_errors(masker):
     with pytest.raises(ConfigError, match="expected a non-empty 2-D image, got shape"):
         masker.mask(np.zeros((2, 3, 4)))

@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 
 import numpy as np
 
@@ -42,6 +43,37 @@ def test_main_job_registers_release_once_as_production():
     ensure_release_registered()
     (version,) = list_versions("mmx")
     assert version.aliases == ("production",) and version.tags["source"] == "mmx release"
+
+
+def _release_copy(folder, cr_threshold: float):
+    """The shipped release with another CR threshold: a new release, same weights."""
+    shutil.copytree(release_package_dir(), folder)
+    meta = json.loads((folder / "mmx_model.json").read_text())
+    meta["thresholds"]["CR"] = cr_threshold
+    (folder / "mmx_model.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+    return folder
+
+
+def test_a_new_release_replaces_an_older_one_in_production_not_a_users_model(
+        tmp_path, monkeypatch):
+    from mmx.tracking import registry
+
+    ensure_release_registered()
+    second = _release_copy(tmp_path / "r2", 0.05)
+    monkeypatch.setattr(registry, "release_package_dir", lambda: second)
+    ensure_release_registered()  # same weights, new thresholds: a new version, in production
+    ensure_release_registered()
+    new, old = list_versions("mmx")
+    assert (new.version, new.aliases, old.aliases) == (2, ("production",), ())
+    assert resolve_model("models:/mmx@production").meta.thresholds["CR"] == 0.05
+    own = registry.register_package(_release_copy(tmp_path / "own", 0.2), name="mmx",
+                                    tags={"source": "pipeline"})
+    registry.promote("mmx", own.version, alias="production")  # the user's model
+    third = _release_copy(tmp_path / "r3", 0.06)
+    monkeypatch.setattr(registry, "release_package_dir", lambda: third)
+    ensure_release_registered()
+    newest, users = list_versions("mmx")[:2]
+    assert (newest.version, newest.aliases, users.aliases) == (4, (), ("production",))
 
 
 def _tiny_set(folder, rng):
