@@ -38,16 +38,21 @@ def test_classes_shows_nodata_and_the_thresholds_predict_uses():
     from mmx.serving.inference import Predictor
     from mmx.tracking.registry import resolve_model
 
-    result = runner.invoke(app, ["classes"])
-    assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
-    assert re.search(r"NODATA\s+8192", result.output)
-    used = Predictor(resolve_model(None)).default_thresholds()  # what predict applies
-    for cls in CLASSES:
-        row = next(line for line in lines if re.match(rf"\s*{cls.index}\s+{cls.abbr}\s", line))
-        fields = row.split()
-        assert float(fields[4]) == pytest.approx(cls.threshold)  # the table's
-        assert float(fields[5]) == pytest.approx(used[cls.abbr], rel=1e-2)  # the model's
+    for tta in ("none", "dihedral"):
+        result = runner.invoke(app, ["classes", "--tta", tta])
+        assert result.exit_code == 0, result.output
+        lines = result.output.splitlines()
+        assert re.search(r"NODATA\s+8192", result.output)
+        used = Predictor(resolve_model(None), tta=tta).default_thresholds()  # what predict applies
+        for cls in CLASSES:
+            row = next(line for line in lines
+                       if re.match(rf"\s*{cls.index}\s+{cls.abbr}\s", line))
+            fields = row.split()
+            assert float(fields[4]) == pytest.approx(cls.threshold)  # the table's
+            assert float(fields[5]) == pytest.approx(used[cls.abbr], rel=1e-2)  # the model's
+    assert "and --tta dihedral (calibrated" in result.output
+    bad_tta = runner.invoke(app, ["classes", "--tta", "all"])
+    assert bad_tta.exit_code == 1 and "mmx: error: tta must be one of" in bad_tta.output
     table = runner.invoke(app, ["classes", "--table"])
     assert table.exit_code == 0 and "model" not in table.output.splitlines()[0]
     bad = runner.invoke(app, ["classes", "--model", "no/such/folder"])

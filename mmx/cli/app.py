@@ -64,6 +64,9 @@ def classes_command(
              "or the project's mlruns/mlflow.db)")] = None,
     table_only: Annotated[bool, typer.Option(
         "--table", help="Only the class table's defaults; load no model.")] = False,
+    tta: Annotated[str, typer.Option(
+        "--tta", metavar="none|flips|dihedral",
+        help="Show the thresholds mmx predict uses with this test-time augmentation.")] = "none",
 ) -> None:
     """Print the class table: bit, default prior, and the thresholds mmx predict uses.
 
@@ -71,8 +74,10 @@ def classes_command(
     output works as a SExtractor FLAG_IMAGE (see the README).
     """
     from mmx.classes import CLASSES
+    from mmx.model.symmetry import check_tta
     from mmx.serving.masks import NODATA_BIT
 
+    check_tta(tta)
     used: dict[str, float] = {}
     source = ""
     if not table_only:
@@ -81,7 +86,7 @@ def classes_command(
 
         package = _resolve_model(model, tracking_uri)
         abbrs = list(package.meta.classes)
-        used = dict(zip(abbrs, map(float, default_thresholds(package.meta, abbrs)),
+        used = dict(zip(abbrs, map(float, default_thresholds(package.meta, abbrs, tta=tta)),
                         strict=True))
         reg = package.registry or {}
         version = f" version {reg['version']}" if reg.get("version") not in (None, "") else ""
@@ -99,8 +104,11 @@ def classes_command(
     typer.echo("prior: default expected proportion (--prior); table: the class table's "
                "threshold")
     if used:
-        typer.echo(f"model: the threshold mmx predict uses with {source} (calibrated on its "
-                   "validation split at the default priors; --threshold overrides)")
+        with_tta = f" and --tta {tta}" if tta != "none" else ""
+        own = tta == "none" or tta in package.meta.tta_thresholds
+        typer.echo(f"model: the threshold mmx predict uses with {source}{with_tta} (calibrated "
+                   f"on its validation split at the default priors"
+                   f"{'' if own else ', without test-time augmentation'}; --threshold overrides)")
 
 
 def _register_subcommands() -> None:
