@@ -90,6 +90,8 @@ __all__ = [
 log = logging.getLogger("benchmarks.accuracy")
 
 OUT = ROOT / "benchmarks" / "out"
+#: key of a tool's command line in its ``*.inputs.json`` (beside the frames' SHA-256)
+COMMAND_KEY = "command line"
 REAL = ROOT / "../shared/real"  # params.yaml real.source (MMX_REAL_DIR or --real override it)
 REAL = Path(os.environ.get("MMX_REAL_DIR") or REAL)
 WFPC2 = "hst_wfpc2_u3060301m_wf3_F814W_MS1137.fits"
@@ -438,33 +440,36 @@ def input_digests(frames: Sequence[Path]) -> dict[str, str]:
 def run_tool(tool: Tool, frames: list[Path], work: Path, *, reuse: bool) -> Usage | None:
     """Run ``tool`` over ``frames`` (one process), or reuse earlier outputs with ``reuse``.
 
-    Outputs are reused only when they were made from these very frames (same SHA-256):
-    frames injected anew, after a change of the synthesis settings, are run again.
+    Outputs are reused only when they were made from these very frames (same SHA-256) by
+    the same command line: frames injected anew, after a change of the synthesis settings,
+    or other tool options (a model, ``--tta``) are run again.
     """
     out = work / tool.key
     usage_file = work / f"{tool.key}.usage.json"
     inputs_file = work / f"{tool.key}.inputs.json"
-    digests = input_digests(frames)
+    folder = out if tool.stage_inputs else frames[0].parent
+    inputs = [out / f.name for f in frames] if tool.stage_inputs else frames
+    command = [str(a) for a in tool.command(folder, inputs, out)]
+    made = {**input_digests(frames), COMMAND_KEY: command}
     if reuse and usage_file.is_file() and all(tool.output(f, out).is_file() for f in frames):
         made_from = json.loads(inputs_file.read_text()) if inputs_file.is_file() else {}
-        if all(made_from.get(name) == d for name, d in digests.items()):
+        if made_from == made:
             log.info("%s: reusing outputs in %s", tool.label, out)
             return Usage(**json.loads(usage_file.read_text()))
-        log.info("%s: earlier outputs were made from other frames: running again", tool.label)
+        log.info("%s: earlier outputs were made from other frames or options: running again",
+                 tool.label)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    inputs = frames
-    folder = frames[0].parent
     if tool.stage_inputs:
-        inputs = [Path(shutil.copy2(f, out / f.name)) for f in frames]
-        folder = out
+        for f in frames:
+            shutil.copy2(f, out / f.name)
     log.info("%s: %d frame(s) ...", tool.label, len(frames))
-    usage = measure(tool.command(folder, inputs, out), env=quiet_env())
+    usage = measure(command, env=quiet_env())
     missing = [str(tool.output(f, out)) for f in frames if not tool.output(f, out).is_file()]
     if missing:
         raise RuntimeError(f"{tool.label} wrote no output {', '.join(missing)}")
     usage_file.write_text(json.dumps(usage.__dict__))
-    inputs_file.write_text(json.dumps(digests, indent=1))
+    inputs_file.write_text(json.dumps(made, indent=1))
     log.info("%s: %.1f s wall, %.1f CPU-s, %.0f MB", tool.label, usage.wall, usage.cpu,
              usage.maxrss_mb)
     return usage

@@ -152,3 +152,31 @@ def test_run_tool_reuses_outputs_only_for_the_same_frames(tmp_path):
     (work / "copy" / "a.out").write_bytes(b"kept")  # unchanged frames: outputs reused as they are
     run_tool(tool, frames, work, reuse=True)
     assert (work / "copy" / "a.out").read_bytes() == b"kept"
+
+
+def test_reuse_needs_the_same_frames_and_the_same_command_line(tmp_path):
+    import sys
+
+    from benchmarks.accuracy import Tool, run_tool
+
+    frame = tmp_path / "frames" / "a.fits"
+    frame.parent.mkdir()
+    frame.write_bytes(b"frame one")
+    script = "import sys, pathlib; pathlib.Path(sys.argv[1], 'a.out').write_text(sys.argv[2])"
+
+    def tool(option: str) -> Tool:
+        return Tool("t", "t", ("CR",), {"CR": 0.5}, False,
+                    lambda d, fr, o: [sys.executable, "-c", script, str(o), option],
+                    lambda f, o: o / "a.out")
+
+    work = tmp_path / "work"
+    run_tool(tool("--tta none"), [frame], work, reuse=True)
+    first = (work / "t" / "a.out").stat().st_mtime_ns
+    run_tool(tool("--tta none"), [frame], work, reuse=True)  # same: reused
+    assert (work / "t" / "a.out").stat().st_mtime_ns == first
+    run_tool(tool("--tta flips"), [frame], work, reuse=True)  # another option: run again
+    assert (work / "t" / "a.out").read_text() == "--tta flips"
+    second = (work / "t" / "a.out").stat().st_mtime_ns
+    frame.write_bytes(b"frame two")  # another frame: run again
+    run_tool(tool("--tta flips"), [frame], work, reuse=True)
+    assert (work / "t" / "a.out").stat().st_mtime_ns != second
