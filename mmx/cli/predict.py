@@ -142,7 +142,7 @@ def predict_command(
     tta: Annotated[str, typer.Option(
         "--tta", metavar="none|flips|dihedral",
         help="Test-time augmentation: average the network over the image's 4 flips or 8 "
-             "rotations and reflections; better masks (cosmic rays most) for 4 or 8 "
+             "rotations and reflections; better masks (cosmic rays most) for about 3 or 6 "
              "times the CPU time.")] = "none",
     skip_existing: Annotated[bool, typer.Option(
         "--skip-existing", help="Keep masks already made by the same model and options "

@@ -84,7 +84,7 @@ class Masker:
         the training crops (default), the image mirrored, or noiseless sky.
     tta : {"none", "flips", "dihedral"}
         Test-time augmentation (:mod:`mmx.model.symmetry`): the network averaged over
-        the image's 4 flips or 8 rotations and reflections, for 4 or 8 times the time.
+        the image's 4 flips or 8 rotations and reflections, for 4 or 8 network passes.
 
     Raises
     ------
