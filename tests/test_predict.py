@@ -202,7 +202,7 @@ def test_every_mode_round_trips_through_a_file(package, mef, tmp_path):
     assert np.all(binary[CLASSES.index(by_abbr("TRL"))][valid] == 1)  # threshold 0: all
     assert not binary[CLASSES.index(by_abbr("BG"))].any()  # threshold 1: nothing
     bitmask, hdrm = data[OutputMode.BITMASK]
-    assert bitmask.dtype == np.dtype(">i4") and bitmask.shape == (70, 90)
+    assert bitmask.dtype == np.dtype(">i2") and bitmask.shape == (70, 90)
     expected = planes_to_bitmask(binary[:-1])
     expected[binary[-1] == 1] = NODATA_BIT
     assert np.array_equal(bitmask, expected)
@@ -416,7 +416,7 @@ def test_real_frame_keeps_its_header(package, real_dir, tmp_path):
     pred = Predictor(package, classes=["CR", "SAT"], precision="float32")
     out = predict_file(src, pred, mode="bitmask", out_dir=tmp_path)
     with fits.open(src) as a, fits.open(out) as b:
-        assert b[0].data.shape == a[0].data.shape and b[0].data.dtype == np.dtype(">i4")
+        assert b[0].data.shape == a[0].data.shape and b[0].data.dtype == np.dtype(">i2")
         for key in ("OBJECT", "EXPTIME", "MJD-OBS", "CTYPE1", "CRVAL1", "CRPIX2", "CD1_1"):
             assert b[0].header[key] == a[0].header[key], key
     assert _digest(src) == before

@@ -128,7 +128,7 @@ def test_memory_does_not_grow_with_the_number_of_hdus(predictor, tmp_path, rng):
     _peak_bytes(predictor, one, tmp_path / "warm")  # first-call allocations
     base = _peak_bytes(predictor, one, tmp_path / "a")
     peak = _peak_bytes(predictor, many, tmp_path / "b")
-    per_ccd = shape[0] * shape[1] * (2 + 4 + 4)  # raw int16, float32 image, int32 mask
+    per_ccd = shape[0] * shape[1] * (2 + 4 + 2)  # raw int16, float32 image, int16 mask
     assert peak < base + 2 * per_ccd, (base, peak)  # all 12 held at once: base + 11 per_ccd
 
 

@@ -102,7 +102,7 @@ def predict_command(
              "the class table's)")] = None,
     mode: Annotated[_Mode, typer.Option(
         "--mode", help="prob: float32 planes; prob8: uint8 planes (BSCALE=1/255); binary: "
-                       "0/1 planes; bitmask: one int32 MaxiMask-compatible bit mask.",
+                       "0/1 planes; bitmask: one int16 MaxiMask-compatible bit mask.",
         case_sensitive=False)] = _Mode.bitmask,
     classes: Annotated[str | None, typer.Option(
         "--classes", metavar="CLS,...",

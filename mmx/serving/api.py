@@ -2,7 +2,7 @@
 
 >>> import mmx
 >>> masker = mmx.Masker()                       # loads the default model once
->>> flags = masker.mask(image)                  # numpy in: the int32 bit mask out
+>>> flags = masker.mask(image)                  # numpy in: the int16 bit mask out
 >>> ccd = masker.mask(ccd)                      # CCDData in: CCDData out (.flags, .mask)
 >>> cleaned = masker.clean(ccd)                 # CR, HP, HCL, DCL, TRL pixels inpainted
 
@@ -13,7 +13,7 @@ Inputs and outputs
 ------------------
 ``numpy.ndarray`` (2-D; NaN/Inf are no-data; a ``numpy.ma.MaskedArray``'s mask is no-data)
     :meth:`Masker.mask` returns the mask array of the output mode (:mod:`mmx.serving.masks`: the
-    int32 MaxiMask bit mask by default, ``(K + 1, H, W)`` planes for the other modes);
+    int16 MaxiMask bit mask by default, ``(K + 1, H, W)`` planes for the other modes);
     :meth:`Masker.clean` returns the cleaned float32 image.
 ``astropy.nddata.NDData`` / ``CCDData``
     Pixels where ``.mask`` is true are no-data: never a class, bit ``NODATA`` (8192) set.

@@ -18,7 +18,8 @@ Layouts (one FITS image HDU per input image HDU)
     uint8 cube ``(K + 1, H, W)`` of 0/1: 1 where the probability is at least the class's
     threshold; last plane ``NODATA``.
 ``bitmask``
-    int32 image ``(H, W)``: the OR of the MaxiMask bit (:attr:`mmx.classes.ContaminantClass.bit`)
+    int16 image ``(H, W)`` (:data:`mmx.classes.BITMASK_DTYPE`, as MaxiMask writes it): the OR
+    of the MaxiMask bit (:attr:`mmx.classes.ContaminantClass.bit`)
     of every requested class whose probability reaches its threshold, the same values as
     MaxiMask's single mask (BG has no bit); pixels with no valid input value hold only
     :data:`NODATA_BIT` (8192, unused by MaxiMask).
@@ -36,7 +37,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from mmx.classes import ContaminantClass, by_abbr
+from mmx.classes import BITMASK_DTYPE, ContaminantClass, by_abbr
 from mmx.errors import ConfigError
 from mmx.model.priors import logit
 
@@ -136,7 +137,7 @@ class MaskWriter:
             if len(no_bit) == k:
                 raise ConfigError(f"class(es) {', '.join(no_bit)} have no bit in the MaxiMask bit "
                                   "mask; choose --mode binary/prob or other classes")
-            self.array = np.zeros((h, w), dtype=np.int32)
+            self.array = np.zeros((h, w), dtype=BITMASK_DTYPE)
         elif self.mode is OutputMode.PROB:
             self.array = np.zeros((k + 1, h, w), dtype=np.float32)
         else:
@@ -160,10 +161,10 @@ class MaskWriter:
         mode = self.mode
         if mode is OutputMode.BITMASK:
             hit = logits >= self._logit_thr[:, None, None]
-            acc = np.zeros(logits.shape[1:], dtype=np.int32)
+            acc = np.zeros(logits.shape[1:], dtype=BITMASK_DTYPE)
             for k, cls in enumerate(self.classes):
                 if cls.bit:  # distinct powers of two: adding is OR-ing
-                    np.add(acc, np.int32(cls.bit), out=acc, where=hit[k])
+                    np.add(acc, BITMASK_DTYPE.type(cls.bit), out=acc, where=hit[k])
             self.array[rows, cols] = acc
             return
         k = len(self.classes)

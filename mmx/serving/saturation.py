@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from mmx.classes import by_abbr
+from mmx.classes import BITMASK_DTYPE, by_abbr
 
 __all__ = ["SATURATE_KEY", "saturation_level", "flag_saturated"]
 
@@ -69,7 +69,7 @@ def flag_saturated(writer, image: np.ndarray, level: float) -> np.ndarray:
         return hit
     mode = OutputMode(writer.mode)
     if mode is OutputMode.BITMASK:
-        writer.array[hit] |= np.int32(by_abbr("SAT").bit)
+        writer.array[hit] |= BITMASK_DTYPE.type(by_abbr("SAT").bit)
     else:
         plane = writer.array[abbrs.index("SAT")]
         plane[hit] = {OutputMode.PROB: 1.0, OutputMode.PROB8: 255, OutputMode.BINARY: 1}[mode]
