@@ -109,11 +109,11 @@ def ensure_release_registered() -> None:
                             tags={"weights_sha256": weights, "release_sha256": content.hexdigest(),
                                   "source": "mmx release"})
     production = [v for v in versions if PRODUCTION_ALIAS in v.aliases]
-    if not production or production[0].tags.get("source") == "mmx release":
+    take_over = not production or production[0].tags.get("source") == "mmx release"
+    if take_over:
         promote(name, info.version, alias=PRODUCTION_ALIAS, tracking_uri=uri)
     log.info("release model registered as %s v%d%s", name, info.version,
-             " (production)" if not production or production[0].tags.get("source") ==
-             "mmx release" else "")
+             " (production)" if take_over else "")
 
 
 def main() -> None:
