@@ -15,7 +15,8 @@ the views' logits are averaged (a geometric mean of the odds). Every view sees t
 pixels, so a tile's border, the significance gate and the prior correction act as without
 augmentation. On the held-out real skies the release model's CR TPR at FPR 1e-3 went from
 0.949 to 0.974 (flips) and 0.977 (dihedral), for 3.2 and 6.2 times the CPU time of a
-2048x4096 frame (``benchmarks/README.md``, "Test-time augmentation").
+2048x4096 frame on a 2-core AVX2 AMD EPYC (``benchmarks/README.md``, "Test-time
+augmentation").
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ def default_thresholds(meta, classes: Sequence[str], *, raw: bool = False,
     """
     from mmx.classes import by_abbr
 
-    calibrated = (meta.tta_thresholds.get(tta) if tta != "none" else None) or meta.thresholds
+    calibrated = meta.tta_thresholds.get(tta) or meta.thresholds  # "none" is never a key
     thr = np.array([calibrated.get(a, by_abbr(a).threshold) for a in classes])
     if not raw:
         return thr
