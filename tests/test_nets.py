@@ -100,6 +100,30 @@ def test_margin_leaves_the_network_unchanged():
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
 
 
+def test_context_block_starts_as_the_identity_and_widens_the_receptive_field():
+    base = _random_unet(seed=3)
+    torch.manual_seed(3)
+    wide = build_network("unet", n_classes=3, widths=(4, 8, 8), context=(1, 2)).double().eval()
+    assert set(wide.state_dict()) > set(base.state_dict())
+    assert all(k.startswith("context.") for k in set(wide.state_dict()) - set(base.state_dict()))
+    wide.load_state_dict(base.state_dict(), strict=False)
+    x = torch.randn(1, 1, 64, 64, generator=torch.Generator().manual_seed(4),
+                    dtype=torch.float64) * 3
+    with torch.no_grad():
+        assert torch.equal(wide(x), base(x))  # zero projection: the same function
+        torch.nn.init.normal_(wide.context.proj.weight, std=0.1)
+        assert not torch.allclose(wide(x), base(x))
+    # dilations 1 + 2 at stride 4 widen the radius by (1 + 2) * 4 px
+    assert receptive_field_margin(wide, round_to=1) == receptive_field_margin(base, round_to=1) + 12
+    image = torch.randn(1, 1, 128, 128, generator=torch.Generator().manual_seed(5),
+                        dtype=torch.float64) * 3
+    margin = receptive_field_margin(wide)
+    with torch.no_grad():
+        assert _tile_mismatch(wide, image, margin, 2 * margin + 8) < 1e-9
+    with pytest.raises(ConfigError, match="context dilations must be >= 1"):
+        build_network("unet", n_classes=3, widths=(4, 8), context=(0,))
+
+
 def test_prior_logits_are_clipped_logits():
     b = prior_logits([0.5, 0.1, 0.0, 1.0], clip=10.0)
     assert b.tolist() == pytest.approx([0.0, math.log(0.1 / 0.9), -10.0, 10.0], rel=1e-6)

@@ -46,6 +46,7 @@ from mmx.errors import ConfigError
 __all__ = [
     "GATE_DROP",
     "SegmentationNet",
+    "ContextBlock",
     "UNet",
     "HFNet",
     "ARCHITECTURES",
@@ -140,6 +141,35 @@ class SegmentationNet(nn.Module):
         return logits - GATE_DROP * below
 
 
+class ContextBlock(nn.Module):
+    """Residual dilated convolutions: ``x + proj(convs(x))``, ``proj`` starting at zero.
+
+    Placed at a U-Net's bottleneck, it lets a pixel see further (the middle of a long
+    cosmic-ray track, its ends) at little cost: the bottleneck has ``stride**2`` times
+    fewer pixels. The zero-initialised 1x1 projection makes a network with a new block
+    compute exactly what it did without it, so a trained network can be fine-tuned into it.
+    """
+
+    def __init__(self, channels: int, dilations: Sequence[int]) -> None:
+        super().__init__()
+        dilations = [int(d) for d in dilations]
+        if min(dilations) < 1:
+            raise ConfigError(f"unet context dilations must be >= 1, got {dilations}")
+        layers: list[nn.Module] = []
+        for d in dilations:
+            layers += [nn.Conv2d(channels, channels, kernel_size=3, padding=d, dilation=d,
+                                 bias=False),
+                       nn.BatchNorm2d(channels), nn.ReLU(inplace=True)]
+        self.convs = nn.Sequential(*layers)
+        self.proj = nn.Conv2d(channels, channels, kernel_size=1)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)  # type: ignore[arg-type]  # present: bias=True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` plus the block's correction."""
+        return x + self.proj(self.convs(x))
+
+
 class UNet(SegmentationNet):
     """Compact U-Net with BatchNorm, nearest-neighbour upsampling and skip concatenation.
 
@@ -155,6 +185,9 @@ class UNet(SegmentationNet):
         The network sees ``asinh(x / asinh_scale)``.
     min_significance : dict, optional
         Significance gate per class (:class:`SegmentationNet`).
+    context : sequence of int
+        Dilations of extra 3x3 convolutions at the bottleneck (:class:`ContextBlock`),
+        each widening the receptive-field radius by ``dilation * stride`` px; empty: none.
     """
 
     def __init__(
@@ -165,6 +198,7 @@ class UNet(SegmentationNet):
         convs_per_level: int = 2,
         asinh_scale: float = 1.0,
         min_significance: dict[str, float] | None = None,
+        context: Sequence[int] = (),
     ) -> None:
         super().__init__()
         widths = [int(w) for w in widths]
@@ -181,6 +215,8 @@ class UNet(SegmentationNet):
         for w in widths:
             self.encoders.append(_block(c_in, w, convs_per_level))
             c_in = w
+        # None without context: the state dict (weights file) is then what it always was
+        self.context = ContextBlock(c_in, context) if len(context) else None
         self.decoders = nn.ModuleList()
         self.aux_heads = nn.ModuleList()
         for level in range(len(widths) - 2, -1, -1):
@@ -202,6 +238,8 @@ class UNet(SegmentationNet):
                 x = F.max_pool2d(x, 2)
             x = enc(x)
             skips.append(x)
+        if self.context is not None:
+            x = self.context(x)
         aux = []
         for dec, aux_head, skip in zip(self.decoders, self.aux_heads, skips[-2::-1], strict=True):
             if return_aux:

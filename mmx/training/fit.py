@@ -76,7 +76,9 @@ def _load_initial_weights(net: torch.nn.Module, cfg: TrainConfig, root: Path) ->
     """Start ``net`` from the weights of the package ``cfg.init_weights`` (fine-tuning).
 
     The package must hold the same network (architecture and its keyword arguments, its
-    significance gate aside) with the same output classes in the same order.
+    significance gate aside) with the same output classes in the same order; or the same
+    U-Net without the bottleneck ``context`` block that ``net`` adds (that block starts as
+    the identity, see :class:`mmx.model.nets.ContextBlock`).
     """
     from mmx.classes import ABBREVIATIONS
     from mmx.model.package import load_package
@@ -85,7 +87,12 @@ def _load_initial_weights(net: torch.nn.Module, cfg: TrainConfig, root: Path) ->
     folder = folder if folder.is_absolute() else root / folder
     start = load_package(folder)
     held = {k: v for k, v in start.meta.arch_kwargs.items() if k != "min_significance"}
-    if (start.meta.architecture, held) != (cfg.architecture, cfg.arch_kwargs):
+    wanted = dict(cfg.arch_kwargs)
+    adds_context = bool(wanted.get("context")) and not held.get("context")
+    if adds_context:
+        wanted.pop("context")
+        held.pop("context", None)
+    if (start.meta.architecture, held) != (cfg.architecture, wanted):
         raise ConfigError(
             f"train.init_weights: {folder} holds {start.meta.architecture} "
             f"{start.meta.arch_kwargs}, expected {cfg.architecture} {cfg.arch_kwargs} "
@@ -93,8 +100,14 @@ def _load_initial_weights(net: torch.nn.Module, cfg: TrainConfig, root: Path) ->
     if list(start.meta.classes) != list(ABBREVIATIONS):
         raise ConfigError(f"train.init_weights: {folder} outputs classes "
                           f"{','.join(start.meta.classes)}, expected {','.join(ABBREVIATIONS)}")
-    net.load_state_dict(start.net.state_dict())
-    log.info("starting from the weights of %s", folder)
+    keys = net.load_state_dict(start.net.state_dict(), strict=not adds_context)
+    if adds_context and (keys.unexpected_keys
+                         or any(not k.startswith("context.") for k in keys.missing_keys)):
+        raise ConfigError(f"train.init_weights: {folder} does not fit the network without "
+                          f"its context block (missing {keys.missing_keys}, unexpected "
+                          f"{keys.unexpected_keys})")
+    log.info("starting from the weights of %s%s", folder,
+             " (context block new, starting as the identity)" if adds_context else "")
 
 
 def train(
