@@ -12,6 +12,7 @@ from mmx.errors import ConfigError
 from mmx.model.nets import (
     ARCHITECTURES,
     GATE_DROP,
+    ContextBlock,
     HFNet,
     build_network,
     count_parameters,
@@ -120,8 +121,10 @@ def test_context_block_starts_as_the_identity_and_widens_the_receptive_field():
     margin = receptive_field_margin(wide)
     with torch.no_grad():
         assert _tile_mismatch(wide, image, margin, 2 * margin + 8) < 1e-9
-    with pytest.raises(ConfigError, match="context dilations must be >= 1"):
+    with pytest.raises(ConfigError, match="context dilations must be one or more integers >= 1"):
         build_network("unet", n_classes=3, widths=(4, 8), context=(0,))
+    with pytest.raises(ConfigError, match="got \\[\\]"):
+        ContextBlock(4, [])
 
 
 def test_prior_logits_are_clipped_logits():

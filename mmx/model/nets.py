@@ -144,17 +144,18 @@ class SegmentationNet(nn.Module):
 class ContextBlock(nn.Module):
     """Residual dilated convolutions: ``x + proj(convs(x))``, ``proj`` starting at zero.
 
-    Placed at a U-Net's bottleneck, it lets a pixel see further (the middle of a long
-    cosmic-ray track, its ends) at little cost: the bottleneck has ``stride**2`` times
-    fewer pixels. The zero-initialised 1x1 projection makes a network with a new block
-    compute exactly what it did without it, so a trained network can be fine-tuned into it.
+    Placed at a U-Net's bottleneck, which has ``stride**2`` times fewer pixels than the
+    image, it lets a pixel see further (the middle of a long cosmic-ray track, its ends).
+    The zero-initialised 1x1 projection makes a network with a new block compute exactly
+    what it did without it, so a trained network can be fine-tuned into it.
     """
 
     def __init__(self, channels: int, dilations: Sequence[int]) -> None:
         super().__init__()
         dilations = [int(d) for d in dilations]
-        if min(dilations) < 1:
-            raise ConfigError(f"unet context dilations must be >= 1, got {dilations}")
+        if not dilations or min(dilations) < 1:
+            raise ConfigError(f"unet context dilations must be one or more integers >= 1, "
+                              f"got {dilations}")
         layers: list[nn.Module] = []
         for d in dilations:
             layers += [nn.Conv2d(channels, channels, kernel_size=3, padding=d, dilation=d,
