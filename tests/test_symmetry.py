@@ -72,3 +72,22 @@ def test_wrapped_runtime_keeps_stride_tile_cap_and_names_the_mode():
     assert (wrapped.name, wrapped.stride, wrapped.max_tile) == \
         ("onnxruntime/float32+flips", 16, 768)
     assert wrapped(np.ones((1, 1, 4, 4), np.float32)).shape == (1, 2, 4, 4)
+
+
+@pytest.mark.parametrize("mode", TTA_MODES)
+def test_torch_tensors_average_as_numpy_arrays_do(mode):
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(3).normal(size=(2, 1, 6, 9)).astype(np.float32)
+    kernel = np.arange(6, dtype=np.float32).reshape(1, 2, 3)  # not symmetric: views differ
+
+    def run(batch):  # a position-dependent, nonlinear map (N, 1, H, W) -> (N, 2, H, W)
+        if isinstance(batch, np.ndarray):
+            return np.tanh(np.concatenate([batch, batch ** 2], axis=1)
+                           * kernel[:, :, :1, None] + np.cumsum(batch, axis=-1))
+        return torch.tanh(torch.cat([batch, batch ** 2], dim=1)
+                          * torch.from_numpy(kernel[:, :, :1, None]) + batch.cumsum(-1))
+
+    want = average_over_symmetries(run, x, mode)
+    got = average_over_symmetries(run, torch.from_numpy(x), mode)
+    assert isinstance(got, torch.Tensor) and got.dtype == torch.float32
+    assert_allclose(got.numpy(), want, rtol=1e-6, atol=1e-6)

@@ -46,36 +46,45 @@ def check_tta(mode: str) -> str:
     return mode
 
 
-def _view(x: np.ndarray, k: int, transpose: bool) -> np.ndarray:
-    y = np.rot90(x, k, axes=(-2, -1))
-    return np.swapaxes(y, -1, -2) if transpose else y
+def _view(x, k: int, transpose: bool):
+    if isinstance(x, np.ndarray):
+        y = np.rot90(x, k, axes=(-2, -1))
+        return np.swapaxes(y, -1, -2) if transpose else y
+    y = x.rot90(k, dims=(-2, -1))  # a torch tensor
+    return y.transpose(-1, -2) if transpose else y
 
 
-def _unview(x: np.ndarray, k: int, transpose: bool) -> np.ndarray:
-    y = np.swapaxes(x, -1, -2) if transpose else x
-    return np.rot90(y, -k, axes=(-2, -1))
+def _unview(x, k: int, transpose: bool):
+    if isinstance(x, np.ndarray):
+        y = np.swapaxes(x, -1, -2) if transpose else x
+        return np.rot90(y, -k, axes=(-2, -1))
+    y = x.transpose(-1, -2) if transpose else x
+    return y.rot90(-k, dims=(-2, -1))
 
 
-def average_over_symmetries(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
-                            mode: str) -> np.ndarray:
+def average_over_symmetries(run: Callable, x, mode: str):
     """Mean of ``run``'s logits ``(N, C, H, W)`` over the views of ``x`` ``(N, 1, H, W)``.
 
-    ``run`` maps a C-contiguous float32 batch to its logits; views whose sides are
-    swapped (``dihedral``, non-square tiles) are given as they are: a fully convolutional
-    network takes either. ``"none"`` calls ``run`` once on ``x`` itself.
+    ``x`` is a NumPy array or a torch tensor, and ``run`` maps a contiguous float32 batch
+    of the same kind to its logits; views whose sides are swapped (``dihedral``,
+    non-square tiles) are given as they are: a fully convolutional network takes either.
+    ``"none"`` calls ``run`` once on ``x`` itself.
     """
     views = _VIEWS[check_tta(mode)]
     if len(views) == 1:
         return run(x)
+    numpy = isinstance(x, np.ndarray)
     total = None
     for k, transpose in views:
-        logits = _unview(run(np.ascontiguousarray(_view(x, k, transpose))), k, transpose)
-        if total is None:
-            total = np.array(logits, dtype=np.float32)  # a fresh, writable copy
+        view = _view(x, k, transpose)
+        view = np.ascontiguousarray(view) if numpy else view.contiguous()
+        logits = _unview(run(view), k, transpose)
+        if total is None:  # a fresh, writable float32 copy
+            total = np.array(logits, dtype=np.float32) if numpy else logits.float().clone()
         else:
             total += logits
     assert total is not None
-    total /= np.float32(len(views))
+    total /= len(views)
     return total
 
 
