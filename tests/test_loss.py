@@ -213,3 +213,34 @@ def test_boundary_weight_multiplies_both_sides_of_a_contaminant_edge():
         BalancedBCE(pos, neg, boundary_weight=0, classes=classes)
     with pytest.raises(ConfigError, match="boundary_weight 2.0 needs the balanced loss"):
         build_loss("paper", [0.2, 0.8], classes=["A", "B"], boundary_weight=2.0)
+
+
+def test_distillation_targets_put_the_loss_minimum_at_the_teachers_logits():
+    # per-pixel weights of every kind (class balance, hard negatives, edges): with all of
+    # the target from the teacher, the weighted loss is lowest at the teacher's logits
+    classes = ["CR", "HCL", "BG"]
+    gen = torch.Generator().manual_seed(5)
+    labels = torch.randint(0, 8, (2, 6, 7), generator=gen, dtype=torch.int32)
+    ignore = torch.zeros_like(labels)
+    ignore[0, 0, :3] = 1
+    pos, neg = torch.tensor([40.0, 8.0, 1.5]), torch.tensor([0.6, 0.9, 0.7])
+    teacher = torch.randn(2, 3, 6, 7, generator=gen) * 3
+    loss = BalancedBCE(pos, neg, aux_weight=0.0, hard_negative_weight=20.0,
+                       boundary_weight=2.0, classes=classes, distill_weight=1.0)
+    logits = teacher.clone().requires_grad_(True)
+    loss(logits, labels, ignore, teacher_logits=teacher).backward()
+    assert float(logits.grad.abs().max()) < 1e-7
+    logits = (teacher + 0.5).requires_grad_(True)  # elsewhere the gradient is not zero
+    loss(logits, labels, ignore, teacher_logits=teacher).backward()
+    assert float(logits.grad[:, :, 1:].abs().min()) > 0
+    # half the target from the teacher: the minimum lies between the truth's and the teacher's
+    half = BalancedBCE(pos, neg, aux_weight=0.0, classes=classes, distill_weight=0.5)
+    plain = BalancedBCE(pos, neg, aux_weight=0.0, classes=classes)
+    zero = torch.zeros(2, 3, 6, 7)
+    assert float(half(zero, labels, ignore)) == float(plain(zero, labels, ignore))
+    assert float(half(zero, labels, ignore, teacher_logits=teacher)) != pytest.approx(
+        float(plain(zero, labels, ignore)))
+    with pytest.raises(ConfigError, match="distill_weight must be in \\[0, 1\\], got 1.5"):
+        BalancedBCE(pos, neg, classes=classes, distill_weight=1.5)
+    with pytest.raises(ConfigError, match="distill_weight 0.5 needs the balanced loss"):
+        build_loss("paper", [0.2, 0.8], classes=["A", "B"], distill_weight=0.5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 
@@ -175,6 +176,7 @@ def test_smoke_fit_tracks_run_and_saves_package(shard_sets, tmp_path):
     assert {"train/loss", "val/loss", "val/CR.auc", "val/CR.tpr_at_fpr_1e-3"} <= \
         set(run.data.metrics)
     assert len(client.get_metric_history(out["run_id"], "val/loss")) == 2  # one per epoch
+    assert run.data.metrics["val/images"] == 3  # the whole validation split, each epoch
     # one-cycle over the 4-step budget: warm-up from 1 % of lr to lr, then cosine down
     lrs = sorted((m.step, m.value) for m in client.get_metric_history(out["run_id"], "lr"))
     assert [v for _, v in lrs] == pytest.approx(
@@ -247,15 +249,57 @@ def test_fit_packages_the_last_weights_with_sparse_validation(shard_sets, tmp_pa
 
     uri = f"sqlite:///{tmp_path / 'db.sqlite'}"
     out = train(_cfg(final_weights="last", val_every_n_epochs=2, max_epochs=3,
-                     lr_schedule="cosine"), train_dir=shard_sets["train"],
+                     lr_schedule="cosine", limit_val_batches=1), train_dir=shard_sets["train"],
                 val_dir=shard_sets["val"], model_dir=tmp_path / "m",
                 results_dir=tmp_path / "r", tracking_uri=uri, root=tmp_path)
     assert out["global_step"] == 6
     client = mlflow.MlflowClient(tracking_uri=uri)
     assert len(client.get_metric_history(out["run_id"], "val/loss")) == 1  # epoch 2 only
+    assert client.get_run(out["run_id"]).data.metrics["val/images"] == 2  # 1 batch of 2 of 3
     last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     packaged = load_package(tmp_path / "m").net.state_dict()
     assert all(torch.equal(v, last[f"net.{k}"]) for k, v in packaged.items())
+
+
+def test_distillation_pulls_the_network_towards_its_teacher(shard_sets, tmp_path):
+    from mmx.io.shards import ShardSet
+    from mmx.model.nets import init_output_bias
+    from mmx.model.package import save_package
+    from mmx.sky.normalize import normalize_image
+    from mmx.training.fit import train
+
+    def fit(name: str, **over):
+        train(_cfg(checkpoint_dir=f"ck-{name}", **over), train_dir=shard_sets["train"],
+              val_dir=shard_sets["val"], model_dir=tmp_path / name,
+              results_dir=tmp_path / f"r-{name}",
+              tracking_uri=f"sqlite:///{tmp_path / 'db.sqlite'}", root=tmp_path)
+        return load_package(tmp_path / name).net.eval()
+
+    fit("base", seed=5)
+    base = load_package(tmp_path / "base")
+    for name, cr_logit in (("says-cr", 6.0), ("says-no-cr", -6.0)):  # whatever the truth says
+        bias = torch.full((len(ABBREVIATIONS),), -2.0)
+        bias[ABBREVIATIONS.index("CR")] = cr_logit
+        save_package(init_output_bias(copy.deepcopy(base.net), bias), base.meta, tmp_path / name)
+    student = dict(seed=6, lr=1e-2, aux_weight=0.0, init_weights="base")
+    nets = [fit("alone", **student),
+            fit("taught-cr", distill_from="says-cr", distill_weight=1.0, **student),
+            fit("half-cr", distill_from="says-cr", distill_weight=0.5, **student),
+            fit("taught-no-cr", distill_from="says-no-cr", distill_weight=1.0, **student)]
+    val = ShardSet(shard_sets["val"])
+    images = torch.from_numpy(np.stack([normalize_image(val[i].image, mesh=16)
+                                        for i in range(len(val))])[:, None])
+    cr = ABBREVIATIONS.index("CR")
+    with torch.no_grad():
+        alone, taught, half, taught_no = (float(torch.sigmoid(n(images)[:, cr]).mean())
+                                          for n in nets)
+    assert min(taught, half) > alone + 0.01 and taught_no < alone - 0.01, (alone, taught,
+                                                                           half, taught_no)
+    with pytest.raises(ConfigError, match="distill_weight 0.5 needs the balanced loss"):
+        fit("paper", loss="paper", distill_from="teacher")
+    with pytest.raises(ConfigError, match=r"distill_weight must be in \(0, 1\] with "
+                       r"distill_from, got 0.0"):
+        fit("zero", distill_from="teacher", distill_weight=0.0)
 
 
 def test_fine_tuning_starts_from_a_package_of_the_same_network(shard_sets, tmp_path):

@@ -70,6 +70,9 @@ class TrainConfig:
     checkpoint_dir: str = "checkpoints"
     resume: bool = False
     init_weights: str | None = None
+    distill_from: str | None = None
+    distill_weight: float = 0.5
+    distill_tta: str = "flips"
     tile: int = 512
 
     def __post_init__(self) -> None:
@@ -83,6 +86,9 @@ class TrainConfig:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 < self.target_fpr < 1.0:
             raise ConfigError(f"train.target_fpr must be in (0, 1), got {self.target_fpr}")
+        if self.distill_from and not 0.0 < self.distill_weight <= 1.0:
+            raise ConfigError(f"train.distill_weight must be in (0, 1] with distill_from, "
+                              f"got {self.distill_weight}")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | TrainConfig | None) -> TrainConfig:

@@ -72,6 +72,25 @@ def _max_time(minutes: float | None) -> _dt.timedelta | None:
     return None if minutes in (None, 0) else _dt.timedelta(minutes=float(minutes))
 
 
+def _package_folder(path: str, root: Path) -> Path:
+    folder = Path(path)
+    return folder if folder.is_absolute() else root / folder
+
+
+def _set_teacher(module, cfg: TrainConfig, root: Path) -> None:
+    """Give ``module`` the network of the package ``cfg.distill_from`` as its teacher."""
+    from mmx.classes import ABBREVIATIONS
+    from mmx.model.package import load_package
+
+    folder = _package_folder(cfg.distill_from, root)
+    teacher = load_package(folder)
+    if list(teacher.meta.classes) != list(ABBREVIATIONS):
+        raise ConfigError(f"train.distill_from: {folder} outputs classes "
+                          f"{','.join(teacher.meta.classes)}, expected {','.join(ABBREVIATIONS)}")
+    module.set_teacher(teacher.net)
+    log.info("distilling %s (%s views, weight %g)", folder, cfg.distill_tta, cfg.distill_weight)
+
+
 def _load_initial_weights(net: torch.nn.Module, cfg: TrainConfig, root: Path) -> None:
     """Start ``net`` from the weights of the package ``cfg.init_weights`` (fine-tuning).
 
@@ -83,8 +102,7 @@ def _load_initial_weights(net: torch.nn.Module, cfg: TrainConfig, root: Path) ->
     from mmx.classes import ABBREVIATIONS
     from mmx.model.package import load_package
 
-    folder = Path(cfg.init_weights)
-    folder = folder if folder.is_absolute() else root / folder
+    folder = _package_folder(cfg.init_weights, root)
     start = load_package(folder)
     held = {k: v for k, v in start.meta.arch_kwargs.items() if k != "min_significance"}
     wanted = dict(cfg.arch_kwargs)
@@ -193,9 +211,13 @@ def train(
         lr_schedule=cfg.lr_schedule, warmup=cfg.warmup,
         channels_last=cfg.channels_last,
         metric_bins=cfg.metric_bins,
+        distill_weight=cfg.distill_weight if cfg.distill_from else 0.0,
+        distill_tta=cfg.distill_tta,
     )
     if cfg.init_weights:
         _load_initial_weights(module.net, cfg, root)
+    if cfg.distill_from:
+        _set_teacher(module, cfg, root)
     stride = int(getattr(module.net, "stride", 1))
     if cfg.tile % stride:
         raise ConfigError(f"train.tile must be a multiple of the network's stride {stride}, "

@@ -3,7 +3,9 @@
 Logged (per epoch): ``train/loss`` (with deep supervision), ``val/loss`` (final output
 only, the checkpoint criterion), and on validation per class ``val/<CLS>.tpr``, ``.fpr``,
 ``.purity`` (at the default thresholds), ``.auc``, ``.tpr_at_fpr_1e-3``,
-``.tpr_at_fpr_1e-4``, plus their ``val/mean.*`` over the classes present; ``lr`` per step.
+``.tpr_at_fpr_1e-4``, plus their ``val/mean.*`` over the classes present, and
+``val/images``, the number of images they rest on (``train.limit_val_batches`` may take
+a sample of the split, whose figures then differ from the whole split's); ``lr`` per step.
 
 The learning-rate schedules run over the fit's *budget*: the larger of the fraction of
 ``max_steps`` (or of the steps ``max_epochs`` implies) done and the fraction of the
@@ -23,6 +25,7 @@ from pytorch_lightning.callbacks import Timer
 
 from mmx.errors import ConfigError
 from mmx.model.nets import build_network, init_output_bias, prior_logits
+from mmx.model.symmetry import average_over_symmetries, check_tta
 from mmx.training.loss import build_loss, effective_priors, labels_to_targets
 from mmx.training.metrics import ClassCurves, summarize
 
@@ -117,6 +120,13 @@ class MaskModule(pl.LightningModule):
         on CPUs with oneDNN).
     metric_bins : int
         Logit-space bins of the validation ROC/purity curves.
+    distill_weight : float
+        ``balanced``: share of the teacher's soft targets (:meth:`set_teacher`) in the
+        training targets (0: none).
+    distill_tta : {"none", "flips", "dihedral"}
+        Views of each training batch whose logits the teacher averages
+        (:func:`mmx.model.symmetry.average_over_symmetries`): the teacher is the ensemble
+        that test-time augmentation makes, and the student learns its answer in one pass.
     """
 
     def __init__(
@@ -142,8 +152,11 @@ class MaskModule(pl.LightningModule):
         warmup: float = 0.05,
         channels_last: bool = False,
         metric_bins: int = 2000,
+        distill_weight: float = 0.0,
+        distill_tta: str = "flips",
     ) -> None:
         super().__init__()
+        check_tta(distill_tta)
         if optimizer not in _OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {_OPTIMIZERS}, got {optimizer!r}")
         if lr_schedule not in _SCHEDULES:
@@ -163,7 +176,8 @@ class MaskModule(pl.LightningModule):
             loss, list(priors), classes=self.classes, aux_weight=aux_weight, beta=balance_beta,
             max_ratio=max_weight_ratio, focal_gamma=focal_gamma,
             hard_negative_weight=hard_negative_weight, boundary_weight=boundary_weight,
-            neighbourhood=neighbourhood)
+            neighbourhood=neighbourhood, distill_weight=distill_weight)
+        self._teacher: list[torch.nn.Module] = []  # a list: not a submodule, not in the state dict
         if init_bias:
             init_output_bias(self.net, prior_logits(calibrated))
         # class pixels / valid pixels the fit has seen (crops differ from the split when
@@ -189,10 +203,36 @@ class MaskModule(pl.LightningModule):
             p = effective_priors(p, self.loss.pos_weights.cpu(), self.loss.neg_weights.cpu())
         return {c: float(v) for c, v in zip(self.classes, p, strict=True)}
 
+    def set_teacher(self, net: torch.nn.Module) -> None:
+        """Distil ``net`` (frozen, in eval mode, without its significance gate) into the network.
+
+        Raises
+        ------
+        ConfigError
+            If the loss gives the teacher no weight (``distill_weight`` 0).
+        """
+        if not getattr(self.loss, "distill_weight", 0.0) > 0:
+            raise ConfigError("a teacher needs distill_weight > 0 and the balanced loss")
+        net = net.eval().requires_grad_(False)
+        if hasattr(net, "set_min_significance"):
+            net.set_min_significance(None)  # the gate is not part of what training fits
+        self._teacher = [net]
+
+    def teacher_logits(self, images: torch.Tensor) -> torch.Tensor | None:
+        """The teacher's logits of a batch, averaged over ``distill_tta``'s views (None: none)."""
+        if not self._teacher:
+            return None
+        with torch.no_grad():
+            return average_over_symmetries(self._teacher[0], images, self.hparams.distill_tta)
+
     def on_fit_start(self) -> None:
-        """Move the weights to channels-last memory format when asked."""
+        """Move the weights to channels-last memory format when asked; the teacher along."""
         if self.hparams.channels_last:
             self.net.to(memory_format=torch.channels_last)
+        for net in self._teacher:
+            net.to(self.device)
+            if self.hparams.channels_last:
+                net.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, C, H, W)`` of normalised images ``(N, 1, H, W)``."""
@@ -204,7 +244,9 @@ class MaskModule(pl.LightningModule):
             logits, aux = self.net(batch["image"], return_aux=True)
         else:
             logits, aux = self.net(batch["image"]), []
-        loss = self.loss(logits, batch["labels"], batch["ignore"], aux)
+        teacher = self.teacher_logits(batch["image"])  # only BalancedBCE takes one
+        extra = {} if teacher is None else {"teacher_logits": teacher}
+        loss = self.loss(logits, batch["labels"], batch["ignore"], aux, **extra)
         with torch.no_grad():
             valid = batch["ignore"] == 0
             targets = labels_to_targets(batch["labels"], n_classes=len(self.classes))
@@ -217,8 +259,12 @@ class MaskModule(pl.LightningModule):
     def _eval_step(self, batch: dict, split: str, curves: ClassCurves) -> torch.Tensor:
         logits = self.net(batch["image"])
         loss = self.loss(logits, batch["labels"], batch["ignore"])
+        n = batch["image"].shape[0]
         self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
-                 batch_size=batch["image"].shape[0], sync_dist=True)
+                 batch_size=n, sync_dist=True)
+        # how many images the split's figures rest on (train.limit_val_batches may sample)
+        self.log(f"{split}/images", float(n), on_step=False, on_epoch=True, reduce_fx="sum",
+                 batch_size=n, sync_dist=True)
         curves.update(logits, batch["labels"], batch["ignore"])
         return loss
 

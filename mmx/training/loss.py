@@ -357,13 +357,23 @@ class BalancedBCE(nn.Module):
     classes : sequence of str, optional
         Abbreviations of the output planes, which say which of them are contaminants
         (None: every plane is one).
+    distill_weight : float
+        Share ``a`` in [0, 1] of a teacher's soft targets when :meth:`forward` gets
+        ``teacher_logits`` (knowledge distillation): the target is ``(1 - a) y + a t``
+        with ``t = sigmoid(teacher_logit - log(w+ / w-))``, the pixel's own weights. A
+        teacher trained with these weights has its logits where their loss is lowest, so
+        ``t`` is the target whose weighted loss is lowest at the teacher's logit: the
+        weights are not applied twice.
     """
 
     def __init__(self, pos_weights: torch.Tensor | Sequence[float],
                  neg_weights: torch.Tensor | Sequence[float], *, aux_weight: float = 0.5,
                  focal_gamma: float = 0.0, hard_negative_weight: float = 1.0,
-                 boundary_weight: float = 1.0, classes: Sequence[str] | None = None):
+                 boundary_weight: float = 1.0, classes: Sequence[str] | None = None,
+                 distill_weight: float = 0.0):
         super().__init__()
+        if not 0.0 <= distill_weight <= 1.0:
+            raise ConfigError(f"distill_weight must be in [0, 1], got {distill_weight}")
         if aux_weight < 0:
             raise ConfigError(f"aux_weight must be >= 0, got {aux_weight}")
         if not focal_gamma >= 0:
@@ -388,6 +398,7 @@ class BalancedBCE(nn.Module):
         self.focal_gamma = float(focal_gamma)
         self.hard_negative_weight = float(hard_negative_weight)
         self.boundary_weight = float(boundary_weight)
+        self.distill_weight = float(distill_weight)
 
     def _boundary_factor(self, targets: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """``(N, C, H, W)``: b within 1 px of a contaminant's edge (either side), else 1."""
@@ -424,8 +435,13 @@ class BalancedBCE(nn.Module):
         labels: torch.Tensor,
         ignore: torch.Tensor,
         aux: Sequence[torch.Tensor] = (),
+        teacher_logits: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Loss of ``logits`` ``(N, C, H, W)`` against truth bits and ignore ``(N, H, W)``."""
+        """Loss of ``logits`` ``(N, C, H, W)`` against truth bits and ignore ``(N, H, W)``.
+
+        With ``teacher_logits`` ``(N, C, H, W)`` the targets mix in the teacher's soft ones
+        (``distill_weight``, see the class docstring).
+        """
         logits = logits.float()
         targets = labels_to_targets(labels, n_classes=logits.shape[1])
         valid = ignore == 0
@@ -436,6 +452,9 @@ class BalancedBCE(nn.Module):
         if self.boundary_weight > 1:  # both sides: the optimum stays where it was
             edge = self._boundary_factor(targets, valid)
             pos, neg = pos * edge, neg * edge
+        if teacher_logits is not None and self.distill_weight > 0:
+            soft = torch.sigmoid(teacher_logits.float() - torch.log(pos / neg))
+            targets = torch.lerp(targets, soft, self.distill_weight)
         loss = self._one(logits, targets, valid, pos, neg)
         if aux and self.aux_weight > 0:
             aux_loss = sum(self._one(a.float(), targets, valid, pos, neg) for a in aux) / len(aux)
@@ -455,6 +474,7 @@ def build_loss(
     hard_negative_weight: float = 1.0,
     boundary_weight: float = 1.0,
     neighbourhood: int = 3,
+    distill_weight: float = 0.0,
 ) -> tuple[nn.Module, np.ndarray]:
     """The training loss named ``kind`` and the priors its minimiser is calibrated to.
 
@@ -476,6 +496,8 @@ def build_loss(
         ``balanced``: cap on ``w+/w-``; ``paper``: cap on ``max(w)/w_c``.
     neighbourhood : int
         ``paper`` only: window of :func:`pixel_weights`.
+    distill_weight : float
+        ``balanced`` only: share of a teacher's soft targets (:class:`BalancedBCE`).
 
     Returns
     -------
@@ -493,12 +515,14 @@ def build_loss(
         pos, neg = balanced_weights(p, classes=classes, beta=beta, max_ratio=max_ratio)
         loss = BalancedBCE(pos, neg, aux_weight=aux_weight, focal_gamma=focal_gamma,
                            hard_negative_weight=hard_negative_weight,
-                           boundary_weight=boundary_weight, classes=classes)
+                           boundary_weight=boundary_weight, classes=classes,
+                           distill_weight=distill_weight)
         return loss, effective_priors(p, pos, neg)
     if kind == "paper":
-        for name, value in (("hard_negative_weight", hard_negative_weight),
-                            ("boundary_weight", boundary_weight)):
-            if value != 1:
+        for name, value, neutral in (("hard_negative_weight", hard_negative_weight, 1),
+                                     ("boundary_weight", boundary_weight, 1),
+                                     ("distill_weight", distill_weight, 0)):
+            if value != neutral:
                 raise ConfigError(f"{name} {value} needs the balanced loss; the paper's "
                                   "pixel weights have no per-class negatives")
         w = class_weights(p, classes=classes, max_ratio=max_ratio)
