@@ -93,6 +93,17 @@ def test_margin_makes_tiles_match_the_whole_image():
         assert _tile_mismatch(net, image, raw // 2, tile) > 1e-6
 
 
+def test_a_network_blind_to_its_input_has_no_margin():
+    net = _random_unet()
+    with torch.no_grad():  # the first convolution's filters zero: nothing of the input gets through
+        for m in net.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.zero_()
+                break
+    with pytest.raises(ConfigError, match="output does not depend on its input"):
+        receptive_field_margin(net)
+
+
 def test_margin_leaves_the_network_unchanged():
     net = _random_unet().float().train()
     before = {k: v.clone() for k, v in net.state_dict().items()}

@@ -399,7 +399,7 @@ def receptive_field_margin(
     Raises
     ------
     ConfigError
-        If the footprint still reaches the edges of a ``max_size`` input.
+        If the footprint still reaches the edges of a ``max_size`` input, or is empty.
     """
     stride = int(getattr(net, "stride", 1))
     round_to = stride if round_to is None else int(round_to)
@@ -419,6 +419,10 @@ def receptive_field_margin(
             out[..., c0:c0 + stride, c0:c0 + stride].sum().backward()
             assert x.grad is not None  # x requires grad and reaches the output
             footprint |= x.grad[0, 0] != 0
+        if not footprint.any():
+            raise ConfigError("the network's output does not depend on its input (every "
+                              "path is blocked, as by dead ReLUs after a diverged fit): it "
+                              "has no receptive field; retrain with a lower learning rate")
         ys, xs = torch.nonzero(footprint, as_tuple=True)
         touches = ys.min() == 0 or xs.min() == 0 or ys.max() == size - 1 or xs.max() == size - 1
         if not touches:
