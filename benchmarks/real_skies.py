@@ -93,6 +93,10 @@ __all__ = [
     "locate_hot_columns",
     "find_peaks",
     "flag_fractions",
+    "threshold_at_fpr",
+    "false_positive_sources",
+    "cr_feature_kinds",
+    "cr_misses",
     "real_sky_section",
     "main",
 ]
@@ -516,6 +520,7 @@ class Job:
     labels: np.ndarray | None = None
     ignore: np.ndarray | None = None
     injected: list[str] = field(default_factory=list)
+    signal: np.ndarray | None = None  # injected light over the clean frame [sky-noise sigma]
 
 
 def _params() -> dict:
@@ -614,7 +619,9 @@ def prepare(real: Path, folder: Path, *, names: Sequence[str], draws: int, seed:
             jobs.append(Job(frame, _write_frame(folder / f"{frame.key}.d{draw}.fits", padded,
                                                 **keys),
                             region, draw=draw, labels=s.labels, ignore=s.ignore,
-                            injected=list(s.record["injected"])))
+                            injected=list(s.record["injected"]),
+                            signal=(s.image - sample.image) / np.maximum(frame.ccd.noise,
+                                                                         1e-12)))
     return frames, jobs
 
 
@@ -807,6 +814,90 @@ def _real_cr_section(tools: list[Tool], jobs: list[Job], work: Path, draws: int,
 FP_SOURCE_CLASSES = ("CR", "HCL", "HP", "TRL", "SP")
 
 
+def threshold_at_fpr(planes: Sequence[dict[str, np.ndarray]], labels: Sequence[np.ndarray],
+                     ignores: Sequence[np.ndarray], abbr: str, *, fpr: float = 1e-3
+                     ) -> tuple[float, int]:
+    """The exact threshold of class ``abbr`` at false-positive rate ``fpr``, and the negatives.
+
+    The ``ceil(fpr * negatives)``-th highest probability among the pixels without
+    ``abbr`` (ignored ones left out) over all images; NaN when there is no negative.
+    """
+    from mmx.classes import ABBREVIATIONS
+
+    bit = ABBREVIATIONS.index(abbr)
+    negatives = [p[abbr][((lab >> bit) & 1 == 0) & (ign == 0)]
+                 for p, lab, ign in zip(planes, labels, ignores, strict=True)]
+    total = sum(n.size for n in negatives)
+    if total == 0:
+        return float("nan"), 0
+    k = max(1, int(np.ceil(fpr * total)))
+    top = np.concatenate([np.partition(n, n.size - min(k, n.size))[n.size - min(k, n.size):]
+                          for n in negatives if n.size])
+    return float(np.sort(top)[-k]), total
+
+
+#: bins of the injected signal of a missed cosmic-ray pixel [sky-noise sigma]
+MISS_SIGNAL_BINS = (2.0, 5.0, 20.0)
+#: cosmic-ray features: a spot spans at most this many px; a track is aligned when its
+#: axis is within this many degrees of a row or column (and it spans >= ALIGNED_MIN px)
+SPOT_EXTENT, ALIGNED_DEG, ALIGNED_MIN = 4, 5.0, 8
+
+
+def cr_feature_kinds(cr: np.ndarray) -> np.ndarray:
+    """Each cosmic-ray pixel's feature: 1 spot, 2 track aligned with rows or columns, 3 other.
+
+    Features are 8-connected groups of CR pixels; the axis of a track is the principal
+    axis of its pixels. 0 outside cosmic rays.
+    """
+    from scipy import ndimage
+
+    kinds = np.zeros(cr.shape, np.uint8)
+    groups, _ = ndimage.label(cr, np.ones((3, 3), bool))
+    for i, box in enumerate(ndimage.find_objects(groups), 1):
+        own = groups[box] == i
+        if max(own.shape) <= SPOT_EXTENT:
+            kinds[box][own] = 1
+            continue
+        ys, xs = np.nonzero(own)
+        _, vectors = np.linalg.eigh(np.cov(np.vstack([ys, xs]).astype(float)))
+        angle = np.degrees(np.arctan2(vectors[0, 1], vectors[1, 1])) % 90.0
+        aligned = min(angle, 90.0 - angle) <= ALIGNED_DEG and max(own.shape) >= ALIGNED_MIN
+        kinds[box][own] = 2 if aligned else 3
+    return kinds
+
+
+def cr_misses(planes: Sequence[dict[str, np.ndarray]], labels: Sequence[np.ndarray],
+              ignores: Sequence[np.ndarray], signals: Sequence[np.ndarray], *,
+              fpr: float = 1e-3) -> tuple[float, dict[str, tuple[int, int]]]:
+    """Which cosmic-ray pixels a tool misses at false-positive rate ``fpr``.
+
+    Returns the threshold (:func:`threshold_at_fpr`) and, for all CR pixels and per group
+    of them (by injected ``signals`` in :data:`MISS_SIGNAL_BINS`, and by
+    :func:`cr_feature_kinds`), ``(missed, pixels)``; ignored pixels are left out.
+    """
+    from mmx.classes import label_bit
+
+    bit = label_bit("CR")
+    threshold, _ = threshold_at_fpr(planes, labels, ignores, "CR", fpr=fpr)
+    edges = (-np.inf, *MISS_SIGNAL_BINS, np.inf)
+    bins = [f"< {edges[1]:g}"] + [f"{a:g}-{b:g}" for a, b in zip(edges[1:-2], edges[2:-1],
+                                                                  strict=True)]
+    names = ["all", *bins, f">= {edges[-2]:g}", "spots", "aligned tracks", "other tracks"]
+    counts = dict.fromkeys(names, (0, 0))
+    for p, lab, ign, sig in zip(planes, labels, ignores, signals, strict=True):
+        cr = ((lab & bit) != 0) & (ign == 0)
+        missed = cr & ~(p["CR"] >= threshold)
+        groups = [cr] + [(sig >= lo) & (sig < hi) for lo, hi in zip(edges[:-1], edges[1:],
+                                                                      strict=True)]
+        kinds = cr_feature_kinds((lab & bit) != 0)
+        groups += [kinds == k for k in (1, 2, 3)]
+        for name, group in zip(names, groups, strict=True):
+            m, n = counts[name]
+            counts[name] = (m + int(np.count_nonzero(missed & group)),
+                            n + int(np.count_nonzero(cr & group)))
+    return threshold, counts
+
+
 def false_positive_sources(planes: Sequence[dict[str, np.ndarray]], labels: Sequence[np.ndarray],
                            ignores: Sequence[np.ndarray], abbr: str, *, fpr: float = 1e-3
                            ) -> tuple[float, int, int, dict[str, int]]:
@@ -827,15 +918,9 @@ def false_positive_sources(planes: Sequence[dict[str, np.ndarray]], labels: Sequ
     from mmx.classes import ABBREVIATIONS
 
     bit = ABBREVIATIONS.index(abbr)
-    negatives = [p[abbr][((lab >> bit) & 1 == 0) & (ign == 0)]
-                 for p, lab, ign in zip(planes, labels, ignores, strict=True)]
-    total = sum(n.size for n in negatives)
+    threshold, total = threshold_at_fpr(planes, labels, ignores, abbr, fpr=fpr)
     if total == 0:
         return float("nan"), 0, 0, {}
-    k = max(1, int(np.ceil(fpr * total)))
-    top = np.concatenate([np.partition(n, n.size - min(k, n.size))[n.size - min(k, n.size):]
-                          for n in negatives if n.size])
-    threshold = float(np.sort(top)[-k])
     sky_bits = (1 << ABBREVIATIONS.index("BG")) | (1 << ABBREVIATIONS.index("BBG"))
     counts: dict[str, int] = {}
     n_fp = 0
@@ -879,6 +964,33 @@ def _fp_sources_lines(tools: list[Tool], jobs: list[Job], work: Path) -> list[st
                              if n / max(n_fp, 1) >= 0.01)
             lines.append(f"| {abbr} | {t.label} | {thr:.3g} | {n_fp} "
                          f"({n_fp / max(n_neg, 1):.1e}) | {text or '—'} |")
+    return lines + [""]
+
+
+def _cr_misses_lines(tools: list[Tool], jobs: list[Job], work: Path) -> list[str]:
+    injected = [j for j in jobs if j.draw is not None and j.signal is not None]
+    ranked = [t for t in tools if "CR" in t.classes and t.available and not t.binary]
+    if not injected or not ranked:
+        return []
+    lines = ["### Which cosmic rays are missed at FPR 1e-3", "",
+             "At each tool's threshold for FPR = 1e-3 on CR (as above), the share of the "
+             "injected CR pixels it misses, by the pixel's injected signal (sky-noise sigma) "
+             f"and by the feature it belongs to: spots (at most {SPOT_EXTENT} px across), "
+             f"tracks within {ALIGNED_DEG:g} degrees of a row or column (at least "
+             f"{ALIGNED_MIN} px long: they look like partial hot columns), other tracks "
+             "and worms. Missed / CR pixels of the group.", ""]
+    header = None
+    for t in ranked:
+        planes = [{"CR": np.array(_outputs(t, j, work)["CR"])} for j in injected]
+        thr, counts = cr_misses(planes, [j.labels for j in injected],
+                                [j.ignore for j in injected], [j.signal for j in injected])
+        if header is None:
+            header = ["| tool | threshold | " + " | ".join(
+                f"{k} sigma" if k[0] in "<>0123456789" else k for k in counts) + " |",
+                "|---|---|" + "---|" * len(counts)]
+            lines += header
+        lines.append(f"| {t.label} | {thr:.3g} | " + " | ".join(
+            f"{m / n:.1%} of {n}" if n else "—" for m, n in counts.values()) + " |")
     return lines + [""]
 
 
@@ -1281,6 +1393,7 @@ def real_sky_section(
     results = _injected_results(tools, jobs, work / "real")
     lines += _section1(tools, frames, jobs, results, draws, seed)
     lines += _fp_sources_lines(tools, jobs, work / "real")
+    lines += _cr_misses_lines(tools, jobs, work / "real")
     if results:
         png = _plot_roc(results, tools, out / "real_injected_roc.png",
                         title="ROC on held-out real skies with injected contaminants")

@@ -12,6 +12,8 @@ from benchmarks.real_skies import (
     _params,
     _synthesis_config,
     check_scored,
+    cr_feature_kinds,
+    cr_misses,
     false_positive_sources,
     find_peaks,
     flag_fractions,
@@ -176,6 +178,35 @@ def test_false_positives_are_traced_to_what_the_pixels_truly_are():
                                                              fpr=1e-3)
     assert threshold == pytest.approx(0.6) and n_fp == 2 and n_neg == 2000 - 5 - 1
     assert sources == {"sky": 1, "HCL": 1}
+
+
+def test_cr_misses_are_split_by_signal_and_by_feature():
+    """A spot, a row-aligned track and a diagonal one; the tool misses the aligned track's
+    faint half and one bright diagonal pixel."""
+    cr, bg = label_bit("CR"), label_bit("BG")
+    labels = np.full((40, 50), bg, np.uint16)
+    signal = np.zeros((40, 50), np.float32)
+    labels[5, 5] |= cr                       # spot, 1 px
+    signal[5, 5] = 30.0
+    labels[20, 10:30] |= cr                  # row-aligned track, 20 px
+    signal[20, 10:20], signal[20, 20:30] = 1.0, 10.0
+    diag = (np.arange(30, 40), np.arange(40, 50))
+    labels[diag] |= cr                       # diagonal track, 10 px
+    signal[diag] = 50.0
+    kinds = cr_feature_kinds((labels & cr) != 0)
+    assert kinds[5, 5] == 1 and (kinds[20, 10:30] == 2).all() and (kinds[diag] == 3).all()
+    assert (kinds[(labels & cr) == 0] == 0).all()
+    prob = np.where((labels & cr) != 0, 0.9, 0.0).astype(np.float32)
+    prob[20, 10:20] = 0.0                    # faint half missed
+    prob[35, 45] = 0.1                       # one bright diagonal pixel below threshold
+    prob[0, 0] = 0.5                         # the 2 highest negatives: FPR 1e-3 of 1969
+    prob[0, 1] = 0.2
+    ignore = np.zeros((40, 50), np.uint8)
+    threshold, counts = cr_misses([{"CR": prob}], [labels], [ignore], [signal], fpr=1e-3)
+    assert threshold == pytest.approx(0.2)
+    assert counts == {"all": (11, 31), "< 2": (10, 10), "2-5": (0, 0), "5-20": (0, 10),
+                      ">= 20": (1, 11), "spots": (0, 1), "aligned tracks": (10, 20),
+                      "other tracks": (1, 10)}
 
 
 def _transplant_sample(rng):
