@@ -244,3 +244,5 @@ def test_distillation_targets_put_the_loss_minimum_at_the_teachers_logits():
         BalancedBCE(pos, neg, classes=classes, distill_weight=1.5)
     with pytest.raises(ConfigError, match="distill_weight 0.5 needs the balanced loss"):
         build_loss("paper", [0.2, 0.8], classes=["A", "B"], distill_weight=0.5)
+    with pytest.raises(ConfigError, match="distill_weight 0.5 needs focal_gamma 0, got 2"):
+        BalancedBCE(pos, neg, classes=classes, distill_weight=0.5, focal_gamma=2.0)

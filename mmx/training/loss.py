@@ -374,6 +374,9 @@ class BalancedBCE(nn.Module):
         super().__init__()
         if not 0.0 <= distill_weight <= 1.0:
             raise ConfigError(f"distill_weight must be in [0, 1], got {distill_weight}")
+        if distill_weight > 0 and focal_gamma != 0:
+            raise ConfigError(f"distill_weight {distill_weight} needs focal_gamma 0, got "
+                              f"{focal_gamma}: the focal term takes hard targets only")
         if aux_weight < 0:
             raise ConfigError(f"aux_weight must be >= 0, got {aux_weight}")
         if not focal_gamma >= 0:
