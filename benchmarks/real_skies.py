@@ -880,9 +880,9 @@ def cr_misses(planes: Sequence[dict[str, np.ndarray]], labels: Sequence[np.ndarr
     bit = label_bit("CR")
     threshold, _ = threshold_at_fpr(planes, labels, ignores, "CR", fpr=fpr)
     edges = (-np.inf, *MISS_SIGNAL_BINS, np.inf)
-    bins = [f"< {edges[1]:g}"] + [f"{a:g}-{b:g}" for a, b in zip(edges[1:-2], edges[2:-1],
-                                                                  strict=True)]
-    names = ["all", *bins, f">= {edges[-2]:g}", "spots", "aligned tracks", "other tracks"]
+    bins = [f"< {hi:g}" if lo == -np.inf else f">= {lo:g}" if hi == np.inf else f"{lo:g}-{hi:g}"
+            for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+    names = ["all", *bins, "spots", "aligned tracks", "other tracks"]
     counts = dict.fromkeys(names, (0, 0))
     for p, lab, ign, sig in zip(planes, labels, ignores, signals, strict=True):
         cr = ((lab & bit) != 0) & (ign == 0)
