@@ -296,10 +296,12 @@ def test_distillation_pulls_the_network_towards_its_teacher(shard_sets, tmp_path
     assert min(taught, half) > alone + 0.01 and taught_no < alone - 0.01, (alone, taught,
                                                                            half, taught_no)
     with pytest.raises(ConfigError, match="distill_weight 0.5 needs the balanced loss"):
-        fit("paper", loss="paper", distill_from="teacher")
+        fit("paper", loss="paper", distill_from="says-cr")
     with pytest.raises(ConfigError, match=r"distill_weight must be in \(0, 1\] with "
                        r"distill_from, got 0.0"):
-        fit("zero", distill_from="teacher", distill_weight=0.0)
+        fit("zero", distill_from="says-cr", distill_weight=0.0)
+    with pytest.raises(ConfigError, match="train.distill_from: .*no-such: no such model folder"):
+        fit("missing", distill_from="no-such")
 
 
 def test_fine_tuning_starts_from_a_package_of_the_same_network(shard_sets, tmp_path):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from mmx.errors import ConfigError
+from mmx.errors import ConfigError, ModelError
 from mmx.training.config import TrainConfig
 
 __all__ = ["train", "quiet_lightning"]
@@ -83,7 +83,10 @@ def _set_teacher(module, cfg: TrainConfig, root: Path) -> None:
     from mmx.model.package import load_package
 
     folder = _package_folder(cfg.distill_from, root)
-    teacher = load_package(folder)
+    try:
+        teacher = load_package(folder)
+    except ModelError as exc:
+        raise ConfigError(f"train.distill_from: {exc}") from None
     if list(teacher.meta.classes) != list(ABBREVIATIONS):
         raise ConfigError(f"train.distill_from: {folder} outputs classes "
                           f"{','.join(teacher.meta.classes)}, expected {','.join(ABBREVIATIONS)}")
