@@ -340,3 +340,24 @@ def test_fine_tuning_starts_from_a_package_of_the_same_network(shard_sets, tmp_p
     (tmp_path / "permuted" / "mmx_model.json").write_text(json.dumps(meta))
     with pytest.raises(ConfigError, match=r"permuted outputs classes BG,BBG,OV.*expected CR,"):
         fit("other", init_weights="permuted")
+
+
+def test_frozen_batchnorm_keeps_the_starting_statistics_while_the_weights_learn(shard_sets,
+                                                                                tmp_path):
+    from mmx.training.fit import train
+
+    def fit(name: str, **over) -> dict[str, torch.Tensor]:
+        train(_cfg(checkpoint_dir=f"ck-{name}", max_epochs=4, **over),  # validations in between
+              train_dir=shard_sets["train"], val_dir=shard_sets["val"],
+              model_dir=tmp_path / name, results_dir=tmp_path / f"r-{name}",
+              tracking_uri=f"sqlite:///{tmp_path / 'db.sqlite'}", root=tmp_path)
+        return load_package(tmp_path / name).net.state_dict()
+
+    base = fit("base", seed=5)
+    frozen = fit("frozen", seed=6, init_weights="base", freeze_batchnorm=True)
+    free = fit("free", seed=6, init_weights="base")
+    stats = [k for k in base if k.endswith(("running_mean", "running_var"))]
+    assert stats and all(torch.equal(frozen[k], base[k]) for k in stats)
+    assert not all(torch.equal(free[k], base[k]) for k in stats)
+    learnt = [k for k in base if k.endswith("weight")]  # convolutions and BatchNorm scales
+    assert all(not torch.equal(frozen[k], base[k]) for k in learnt)

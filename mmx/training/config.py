@@ -73,6 +73,7 @@ class TrainConfig:
     distill_from: str | None = None
     distill_weight: float = 0.5
     distill_tta: str = "flips"
+    freeze_batchnorm: bool = False
     tile: int = 512
 
     def __post_init__(self) -> None:

@@ -216,6 +216,7 @@ def train(
         metric_bins=cfg.metric_bins,
         distill_weight=cfg.distill_weight if cfg.distill_from else 0.0,
         distill_tta=cfg.distill_tta,
+        freeze_batchnorm=cfg.freeze_batchnorm,
     )
     if cfg.init_weights:
         _load_initial_weights(module.net, cfg, root)

@@ -127,6 +127,11 @@ class MaskModule(pl.LightningModule):
         Views of each training batch whose logits the teacher averages
         (:func:`mmx.model.symmetry.average_over_symmetries`): the teacher is the ensemble
         that test-time augmentation makes, and the student learns its answer in one pass.
+    freeze_batchnorm : bool
+        Keep every BatchNorm layer in eval mode during training: it normalises with the
+        running statistics it started with (those of ``init_weights``) and does not update
+        them; its scale and shift still learn. For fine-tuning on batches too small to give
+        stable statistics (large crops, few per step).
     """
 
     def __init__(
@@ -154,6 +159,7 @@ class MaskModule(pl.LightningModule):
         metric_bins: int = 2000,
         distill_weight: float = 0.0,
         distill_tta: str = "flips",
+        freeze_batchnorm: bool = False,
     ) -> None:
         super().__init__()
         check_tta(distill_tta)
@@ -324,6 +330,10 @@ class MaskModule(pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
-        """Log the learning rate of the coming step."""
+        """Log the learning rate of the coming step; keep frozen BatchNorm layers in eval mode."""
+        if self.hparams.freeze_batchnorm:  # the loops set train mode after each validation
+            for m in self.net.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
         opt = self.optimizers(use_pl_optimizer=False)
         self.log("lr", opt.param_groups[0]["lr"], on_step=True, on_epoch=False)
