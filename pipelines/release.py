@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
+from mmx.errors import MmxError
 from mmx.tracking.registry import release_package_dir
 from mmx.training.fit import train
 from mmx.training.releasing import make_release
@@ -101,4 +103,8 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    main()
+    try:
+        main()
+    except MmxError as exc:  # bad settings or inputs: one line, not a traceback
+        log.error("%s", exc)
+        sys.exit(1)

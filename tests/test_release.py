@@ -130,3 +130,21 @@ def test_make_release_sets_the_significance_gate_without_touching_weights(tmp_pa
     assert weights_sha256(gated) == weights_sha256(model)
     ungated = make_release(gated, out=tmp_path / "ungated", min_significance={}, **kwargs)
     assert load_package(ungated).meta.arch_kwargs == {"widths": [4, 8]}
+
+
+def test_release_script_reports_bad_settings_in_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "never-written"
+    run = subprocess.run(
+        [sys.executable, "-m", "pipelines.release", "--fit", "--steps", "1", "--minutes", "1",
+         "--set", "freeze_batchnorm=true", "--out", str(out)],
+        capture_output=True, text=True, cwd=tmp_path,
+        env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'db.sqlite'}",
+             "PYTHONPATH": str(release_package_dir().parents[1])})
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    assert "train.freeze_batchnorm: true keeps the BatchNorm statistics" in run.stderr
+    assert not out.exists()

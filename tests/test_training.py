@@ -361,3 +361,6 @@ def test_frozen_batchnorm_keeps_the_starting_statistics_while_the_weights_learn(
     assert not all(torch.equal(free[k], base[k]) for k in stats)
     learnt = [k for k in base if k.endswith("weight")]  # convolutions and BatchNorm scales
     assert all(not torch.equal(frozen[k], base[k]) for k in learnt)
+    with pytest.raises(ConfigError, match="freeze_batchnorm: true keeps the BatchNorm "
+                       "statistics of train.init_weights, which is null"):
+        fit("scratch", seed=6, freeze_batchnorm=True)

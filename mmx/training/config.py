@@ -87,6 +87,10 @@ class TrainConfig:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 < self.target_fpr < 1.0:
             raise ConfigError(f"train.target_fpr must be in (0, 1), got {self.target_fpr}")
+        if self.freeze_batchnorm and not self.init_weights:
+            raise ConfigError("train.freeze_batchnorm: true keeps the BatchNorm statistics of "
+                              "train.init_weights, which is null: name the package to fine-tune "
+                              "(e.g. mmx/release) or set freeze_batchnorm: false")
         if self.distill_from and not 0.0 < self.distill_weight <= 1.0:
             raise ConfigError(f"train.distill_weight must be in (0, 1] with distill_from, "
                               f"got {self.distill_weight}")
