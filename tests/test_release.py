@@ -2,7 +2,10 @@
 
 import json
 import math
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 
@@ -133,10 +136,6 @@ def test_make_release_sets_the_significance_gate_without_touching_weights(tmp_pa
 
 
 def test_release_script_reports_bad_settings_in_one_line(tmp_path):
-    import os
-    import subprocess
-    import sys
-
     out = tmp_path / "never-written"
     run = subprocess.run(
         [sys.executable, "-m", "pipelines.release", "--fit", "--steps", "1", "--minutes", "1",
