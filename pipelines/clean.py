@@ -12,6 +12,7 @@ import logging
 
 from mmx.cleaning import CleanConfig, run_clean
 from mmx.cleaning.real_frames import check_no_holdout
+from pipelines import run_stage
 from pipelines.params import path, section
 
 log = logging.getLogger("mmx.clean")
@@ -29,5 +30,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    main()
+    run_stage(main, "clean")

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import logging
-
 from mmx.training.evaluation import evaluate
+from pipelines import run_stage
 from pipelines.params import load_params, path
 
 __all__ = ["main"]
@@ -12,11 +11,10 @@ __all__ = ["main"]
 
 def main() -> None:
     """Run the stage with the project's ``params.yaml``."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     params = load_params()
     evaluate(params["evaluate"], model_dir=path("model"), test_dir=path("test"),
              results_dir=path("results"))
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main, "evaluate")

@@ -12,6 +12,7 @@ import logging
 from mmx.tracking.promotion import register_and_gate
 from mmx.tracking.registry import KEY_METRIC
 from mmx.tracking.store import default_tracking_uri
+from pipelines import run_stage
 from pipelines.params import ROOT, path, section
 
 log = logging.getLogger("mmx.register")
@@ -33,5 +34,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    main()
+    run_stage(main, "register")

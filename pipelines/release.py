@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
-from mmx.errors import MmxError
 from mmx.tracking.registry import release_package_dir
 from mmx.training.fit import train
 from mmx.training.releasing import make_release
+from pipelines import run_stage
 from pipelines.params import ROOT, load_params, path, section
 
 __all__ = ["main"]
@@ -102,9 +101,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    try:
-        main()
-    except MmxError as exc:  # bad settings or inputs: one line, not a traceback
-        log.error("%s", exc)
-        sys.exit(1)
+    run_stage(main, "release")

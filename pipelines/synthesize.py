@@ -8,20 +8,18 @@ shard sets, ``results/synthesis.json`` and ``results/synthesis_preview.png``.
 
 from __future__ import annotations
 
-import logging
-
 from mmx.cleaning.config import CleanConfig
 from mmx.cleaning.cosmic_ray_footprints import load_footprints
 from mmx.io.shards import ShardSet
 from mmx.synthesis.config import SynthesisConfig
 from mmx.synthesis.splits import SPLITS
 from mmx.synthesis.stage import synthesize
+from pipelines import run_stage
 from pipelines.params import path, section
 
 
 def main() -> None:
     """Run the stage with the project's ``params.yaml``."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = section("synthesize")
     clean = CleanConfig.from_mapping(section("clean"))
     settings.setdefault("background", {
@@ -42,4 +40,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main, "synthesize")

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import logging
-
 from mmx.training.fit import train
+from pipelines import run_stage
 from pipelines.params import ROOT, load_params, path
 
 __all__ = ["main"]
@@ -12,7 +11,6 @@ __all__ = ["main"]
 
 def main() -> None:
     """Run the stage with the project's ``params.yaml``."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     params = load_params()
     train(params["train"], train_dir=path("train"), val_dir=path("val"),
           model_dir=path("model"), results_dir=path("results"), root=ROOT,
@@ -20,4 +18,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main, "train")

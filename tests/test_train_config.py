@@ -1,5 +1,9 @@
 """Typed stage settings: unknown keys and wrong types are refused, values keep their meaning."""
 
+import shutil
+import subprocess
+import sys
+
 import pytest
 import yaml
 
@@ -39,3 +43,19 @@ def test_int_or_float_settings_keep_their_type():
     assert type(cfg.limit_val_batches) is int
     assert TrainConfig.from_mapping({"max_time_min": None}).max_time_min is None
     assert TrainConfig.from_mapping({"max_time_min": 5}).max_time_min == 5.0
+
+
+def test_the_train_stage_reports_a_bad_setting_in_one_line(tmp_path):
+    """``python -m pipelines.train`` (what ``dvc repro`` runs) on a project whose params.yaml
+    has a typo: exit status 1 and one line naming the key, no traceback, nothing trained."""
+    shutil.copytree(ROOT / "pipelines", tmp_path / "pipelines",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train"]["lr_schedul"] = "cosine"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    run = subprocess.run([sys.executable, "-m", "pipelines.train"], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    assert "unknown train setting" in run.stderr and "lr_schedul" in run.stderr
+    assert not (tmp_path / params["paths"]["model"]).exists()
