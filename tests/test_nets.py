@@ -13,6 +13,7 @@ from mmx.model.nets import (
     ARCHITECTURES,
     GATE_DROP,
     ContextBlock,
+    DetailBlock,
     HFNet,
     build_network,
     count_parameters,
@@ -136,6 +137,36 @@ def test_context_block_starts_as_the_identity_and_widens_the_receptive_field():
         build_network("unet", n_classes=3, widths=(4, 8), context=(0,))
     with pytest.raises(ConfigError, match="got \\[\\]"):
         ContextBlock(4, [])
+
+
+def test_detail_block_starts_as_the_identity_and_sees_single_pixels():
+    base = _random_unet(seed=3)
+    torch.manual_seed(3)
+    fine = build_network("unet", n_classes=3, widths=(4, 8, 8), detail=6).double().eval()
+    assert all(k.startswith("detail.") for k in set(fine.state_dict()) - set(base.state_dict()))
+    fine.load_state_dict(base.state_dict(), strict=False)
+    x = torch.randn(1, 1, 64, 64, generator=torch.Generator().manual_seed(4),
+                    dtype=torch.float64) * 3
+    with torch.no_grad():
+        assert torch.equal(fine(x), base(x))  # zero projection: the same function
+        torch.nn.init.normal_(fine.detail.proj.weight, std=0.1)
+        changed = fine(x) - base(x)
+        assert (changed != 0).double().mean() > 0.5  # a correction wherever a ReLU opens
+        # two 3x3 convolutions at full resolution: a pixel's correction sees 2 px around it
+        y = x.clone()
+        y[..., 30, 30] += 50.0
+        moved = (fine(y) - base(y) - changed).abs().amax(dim=(0, 1)) > 0
+    assert moved[28:33, 28:33].all()
+    margin = receptive_field_margin(fine)
+    side = 2 * margin + 8 + fine.stride  # four tiles
+    image = torch.randn(1, 1, side, side, generator=torch.Generator().manual_seed(5),
+                        dtype=torch.float64) * 3
+    with torch.no_grad():
+        assert _tile_mismatch(fine, image, margin, 2 * margin + 8) < 1e-9
+    with pytest.raises(ConfigError, match="detail must be a positive channel count, got -2"):
+        build_network("unet", n_classes=3, widths=(4, 8), detail=-2)
+    with pytest.raises(ConfigError, match="got 0"):
+        DetailBlock(4, 0, 3, 2)
 
 
 def test_prior_logits_are_clipped_logits():

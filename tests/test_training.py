@@ -320,14 +320,15 @@ def test_fine_tuning_starts_from_a_package_of_the_same_network(shard_sets, tmp_p
     tuned = load_package(tmp_path / "tuned").net
     for (name, p0), p1 in zip(base.named_parameters(), tuned.parameters(), strict=True):
         torch.testing.assert_close(p1, p0, rtol=0, atol=1e-9, msg=name)
-    # a bottleneck context block may be added: the rest starts from the package
+    # bottleneck context and full-resolution detail blocks may be added: the rest starts
+    # from the package
     fit("wider", seed=6, lr=1e-12, init_weights="base",
-        arch_kwargs={**_cfg()["arch_kwargs"], "context": [1]})
+        arch_kwargs={**_cfg()["arch_kwargs"], "context": [1], "detail": 4})
     wider = load_package(tmp_path / "wider").net
     held = dict(wider.named_parameters())
     for name, p0 in base.named_parameters():
         torch.testing.assert_close(held[name], p0, rtol=0, atol=1e-9, msg=name)
-    assert wider.context is not None
+    assert wider.context is not None and wider.detail is not None
     fit("scratch", seed=6, lr=1e-12)  # the same fit without init_weights starts elsewhere
     scratch = load_package(tmp_path / "scratch").net
     assert not torch.allclose(next(scratch.parameters()), next(base.parameters()), atol=1e-3)

@@ -47,6 +47,7 @@ __all__ = [
     "GATE_DROP",
     "SegmentationNet",
     "ContextBlock",
+    "DetailBlock",
     "UNet",
     "HFNet",
     "ARCHITECTURES",
@@ -171,6 +172,30 @@ class ContextBlock(nn.Module):
         return x + self.proj(self.convs(x))
 
 
+class DetailBlock(nn.Module):
+    """Full-resolution correction of the logits: ``proj(convs([features, image]))``.
+
+    It sees the last decoder level's features next to the (``asinh``-scaled) image itself,
+    with ``channels`` channels where the U-Net's first level has few: capacity for the
+    pixel-scale shapes (a 1-px cosmic ray beside a hot pixel or an undersampled star core).
+    Its 1x1 projection starts at zero, so, like :class:`ContextBlock`, a trained network
+    with a new block computes exactly what it did and can be fine-tuned into it.
+    """
+
+    def __init__(self, c_features: int, channels: int, n_classes: int, n_convs: int) -> None:
+        super().__init__()
+        if channels < 1 or n_convs < 1:
+            raise ConfigError(f"unet detail must be a positive channel count, got {channels}")
+        self.convs = _block(c_features + 1, channels, n_convs)
+        self.proj = nn.Conv2d(channels, n_classes, kernel_size=1)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)  # type: ignore[arg-type]  # present: bias=True
+
+    def forward(self, features: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """The correction to add to the logits."""
+        return self.proj(self.convs(torch.cat([features, image], dim=1)))
+
+
 class UNet(SegmentationNet):
     """Compact U-Net with BatchNorm, nearest-neighbour upsampling and skip concatenation.
 
@@ -189,6 +214,9 @@ class UNet(SegmentationNet):
     context : sequence of int
         Dilations of extra 3x3 convolutions at the bottleneck (:class:`ContextBlock`),
         each widening the receptive-field radius by ``dilation * stride`` px; empty: none.
+    detail : int
+        Channels of a full-resolution :class:`DetailBlock` on the last decoder level and
+        the image (``convs_per_level`` 3x3 convolutions); 0: none.
     """
 
     def __init__(
@@ -200,6 +228,7 @@ class UNet(SegmentationNet):
         asinh_scale: float = 1.0,
         min_significance: dict[str, float] | None = None,
         context: Sequence[int] = (),
+        detail: int = 0,
     ) -> None:
         super().__init__()
         widths = [int(w) for w in widths]
@@ -225,6 +254,8 @@ class UNet(SegmentationNet):
             self.decoders.append(_block(c_in + widths[level], widths[level], convs_per_level))
             c_in = widths[level]
         self.head = nn.Conv2d(c_in, n_classes, kernel_size=1)
+        self.detail = (DetailBlock(c_in, int(detail), n_classes, convs_per_level)
+                       if detail else None)
 
     def forward(
         self, x: torch.Tensor, *, return_aux: bool = False
@@ -232,7 +263,7 @@ class UNet(SegmentationNet):
         """Logits ``(N, C, H, W)``; with ``return_aux`` also the deep-supervision logits."""
         z = x
         x, h, w = _pad_to(torch.asinh(x / self.asinh_scale), self.stride)
-        full = x.shape[-2:]
+        image, full = x, x.shape[-2:]
         skips = []
         for i, enc in enumerate(self.encoders):
             if i:
@@ -247,7 +278,10 @@ class UNet(SegmentationNet):
                 aux.append(aux_head(x))
             x = F.interpolate(x, scale_factor=2, mode="nearest")
             x = dec(torch.cat([x, skip], dim=1))
-        logits = self._gated(self.head(x)[..., :h, :w], z)
+        out = self.head(x)
+        if self.detail is not None:
+            out = out + self.detail(x, image)
+        logits = self._gated(out[..., :h, :w], z)
         if not return_aux:
             return logits
         return logits, [_upsample_to(a, full)[..., :h, :w] for a in aux]

@@ -99,8 +99,8 @@ def _load_initial_weights(net: torch.nn.Module, cfg: TrainConfig, root: Path) ->
 
     The package must hold the same network (architecture and its keyword arguments, its
     significance gate aside) with the same output classes in the same order; or the same
-    U-Net without the bottleneck ``context`` block that ``net`` adds (that block starts as
-    the identity, see :class:`mmx.model.nets.ContextBlock`).
+    U-Net without a bottleneck ``context`` or full-resolution ``detail`` block that ``net``
+    adds (such a block starts as the identity, see :class:`mmx.model.nets.ContextBlock`).
     """
     from mmx.classes import ABBREVIATIONS
     from mmx.model.package import load_package
@@ -109,10 +109,10 @@ def _load_initial_weights(net: torch.nn.Module, cfg: TrainConfig, root: Path) ->
     start = load_package(folder)
     held = {k: v for k, v in start.meta.arch_kwargs.items() if k != "min_significance"}
     wanted = dict(cfg.arch_kwargs)
-    adds_context = bool(wanted.get("context")) and not held.get("context")
-    if adds_context:
-        wanted.pop("context")
-        held.pop("context", None)
+    added = [k for k in ("context", "detail") if wanted.get(k) and not held.get(k)]
+    for k in added:
+        wanted.pop(k)
+        held.pop(k, None)
     if (start.meta.architecture, held) != (cfg.architecture, wanted):
         raise ConfigError(
             f"train.init_weights: {folder} holds {start.meta.architecture} "
@@ -121,14 +121,14 @@ def _load_initial_weights(net: torch.nn.Module, cfg: TrainConfig, root: Path) ->
     if list(start.meta.classes) != list(ABBREVIATIONS):
         raise ConfigError(f"train.init_weights: {folder} outputs classes "
                           f"{','.join(start.meta.classes)}, expected {','.join(ABBREVIATIONS)}")
-    keys = net.load_state_dict(start.net.state_dict(), strict=not adds_context)
-    if adds_context and (keys.unexpected_keys
-                         or any(not k.startswith("context.") for k in keys.missing_keys)):
+    keys = net.load_state_dict(start.net.state_dict(), strict=not added)
+    if added and (keys.unexpected_keys or any(not k.startswith(tuple(f"{b}." for b in added))
+                                              for k in keys.missing_keys)):
         raise ConfigError(f"train.init_weights: {folder} does not fit the network without "
-                          f"its context block (missing {keys.missing_keys}, unexpected "
-                          f"{keys.unexpected_keys})")
+                          f"its {' and '.join(added)} block (missing {keys.missing_keys}, "
+                          f"unexpected {keys.unexpected_keys})")
     log.info("starting from the weights of %s%s", folder,
-             " (context block new, starting as the identity)" if adds_context else "")
+             f" ({' and '.join(added)} block new, starting as the identity)" if added else "")
 
 
 def train(

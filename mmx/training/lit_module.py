@@ -130,9 +130,9 @@ class MaskModule(pl.LightningModule):
     freeze_batchnorm : bool
         Keep every BatchNorm layer in eval mode during training: it normalises with the
         running statistics it started with (those of ``init_weights``) and does not update
-        them (layers new to the network, such as a context block, keep their initial ones);
-        its scale and shift still learn. For fine-tuning on batches too small to give stable
-        statistics (large crops, few per step).
+        them (layers new to the network, such as a context or detail block, keep their
+        initial ones); its scale and shift still learn. For fine-tuning on batches too small
+        to give stable statistics (large crops, few per step).
     """
 
     def __init__(
