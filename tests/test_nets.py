@@ -152,7 +152,7 @@ def test_detail_block_starts_as_the_identity_and_sees_single_pixels():
         torch.nn.init.normal_(fine.detail.proj.weight, std=0.1)
         changed = fine(x) - base(x)
         assert (changed != 0).double().mean() > 0.5  # a correction wherever a ReLU opens
-        # two 3x3 convolutions at full resolution: a pixel's correction sees 2 px around it
+        # the block sees the image itself: one pixel moves the correction all around it
         y = x.clone()
         y[..., 30, 30] += 50.0
         moved = (fine(y) - base(y) - changed).abs().amax(dim=(0, 1)) > 0

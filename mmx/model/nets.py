@@ -184,7 +184,7 @@ class DetailBlock(nn.Module):
 
     def __init__(self, c_features: int, channels: int, n_classes: int, n_convs: int) -> None:
         super().__init__()
-        if channels < 1 or n_convs < 1:
+        if channels < 1:
             raise ConfigError(f"unet detail must be a positive channel count, got {channels}")
         self.convs = _block(c_features + 1, channels, n_convs)
         self.proj = nn.Conv2d(channels, n_classes, kernel_size=1)
