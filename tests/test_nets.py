@@ -113,26 +113,41 @@ def test_margin_leaves_the_network_unchanged():
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
 
 
-def test_context_block_starts_as_the_identity_and_widens_the_receptive_field():
+def _grown_unet(block: str, **kwargs):
+    """A random small U-Net, the same with a zero-started ``block`` added, and an input.
+
+    Checks that the new network holds the old one's weights plus the block's, and that it
+    computes exactly the same function.
+    """
     base = _random_unet(seed=3)
     torch.manual_seed(3)
-    wide = build_network("unet", n_classes=3, widths=(4, 8, 8), context=(1, 2)).double().eval()
-    assert set(wide.state_dict()) > set(base.state_dict())
-    assert all(k.startswith("context.") for k in set(wide.state_dict()) - set(base.state_dict()))
-    wide.load_state_dict(base.state_dict(), strict=False)
+    grown = build_network("unet", n_classes=3, widths=(4, 8, 8), **kwargs).double().eval()
+    added = set(grown.state_dict()) - set(base.state_dict())
+    assert added and set(grown.state_dict()) >= set(base.state_dict())
+    assert all(k.startswith(f"{block}.") for k in added)
+    grown.load_state_dict(base.state_dict(), strict=False)
     x = torch.randn(1, 1, 64, 64, generator=torch.Generator().manual_seed(4),
                     dtype=torch.float64) * 3
     with torch.no_grad():
-        assert torch.equal(wide(x), base(x))  # zero projection: the same function
-        torch.nn.init.normal_(wide.context.proj.weight, std=0.1)
+        assert torch.equal(grown(x), base(x))  # zero projection: the same function
+        torch.nn.init.normal_(getattr(grown, block).proj.weight, std=0.1)
+    return base, grown, x
+
+
+def _random_image(side: int) -> torch.Tensor:
+    return torch.randn(1, 1, side, side, generator=torch.Generator().manual_seed(5),
+                       dtype=torch.float64) * 3
+
+
+def test_context_block_starts_as_the_identity_and_widens_the_receptive_field():
+    base, wide, x = _grown_unet("context", context=(1, 2))
+    with torch.no_grad():
         assert not torch.allclose(wide(x), base(x))
     # dilations 1 + 2 at stride 4 widen the radius by (1 + 2) * 4 px
     assert receptive_field_margin(wide, round_to=1) == receptive_field_margin(base, round_to=1) + 12
-    image = torch.randn(1, 1, 128, 128, generator=torch.Generator().manual_seed(5),
-                        dtype=torch.float64) * 3
     margin = receptive_field_margin(wide)
     with torch.no_grad():
-        assert _tile_mismatch(wide, image, margin, 2 * margin + 8) < 1e-9
+        assert _tile_mismatch(wide, _random_image(128), margin, 2 * margin + 8) < 1e-9
     with pytest.raises(ConfigError, match="context dilations must be one or more integers >= 1"):
         build_network("unet", n_classes=3, widths=(4, 8), context=(0,))
     with pytest.raises(ConfigError, match="got \\[\\]"):
@@ -140,16 +155,8 @@ def test_context_block_starts_as_the_identity_and_widens_the_receptive_field():
 
 
 def test_detail_block_starts_as_the_identity_and_sees_single_pixels():
-    base = _random_unet(seed=3)
-    torch.manual_seed(3)
-    fine = build_network("unet", n_classes=3, widths=(4, 8, 8), detail=6).double().eval()
-    assert all(k.startswith("detail.") for k in set(fine.state_dict()) - set(base.state_dict()))
-    fine.load_state_dict(base.state_dict(), strict=False)
-    x = torch.randn(1, 1, 64, 64, generator=torch.Generator().manual_seed(4),
-                    dtype=torch.float64) * 3
+    base, fine, x = _grown_unet("detail", detail=6)
     with torch.no_grad():
-        assert torch.equal(fine(x), base(x))  # zero projection: the same function
-        torch.nn.init.normal_(fine.detail.proj.weight, std=0.1)
         changed = fine(x) - base(x)
         assert (changed != 0).double().mean() > 0.5  # a correction wherever a ReLU opens
         # the block sees the image itself: one pixel moves the correction all around it
@@ -158,11 +165,9 @@ def test_detail_block_starts_as_the_identity_and_sees_single_pixels():
         moved = (fine(y) - base(y) - changed).abs().amax(dim=(0, 1)) > 0
     assert moved[28:33, 28:33].all()
     margin = receptive_field_margin(fine)
-    side = 2 * margin + 8 + fine.stride  # four tiles
-    image = torch.randn(1, 1, side, side, generator=torch.Generator().manual_seed(5),
-                        dtype=torch.float64) * 3
-    with torch.no_grad():
-        assert _tile_mismatch(fine, image, margin, 2 * margin + 8) < 1e-9
+    with torch.no_grad():  # four tiles
+        assert _tile_mismatch(fine, _random_image(2 * margin + 8 + fine.stride), margin,
+                              2 * margin + 8) < 1e-9
     with pytest.raises(ConfigError, match="detail must be a positive channel count, got -2"):
         build_network("unet", n_classes=3, widths=(4, 8), detail=-2)
     with pytest.raises(ConfigError, match="got 0"):
